@@ -1,0 +1,72 @@
+"""The FastAPI application: routes, error shapes, and the resources a request may use."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from api.routes import orchestrator
+from api.temporal import TemporalGateway
+from db.engine import create_engine, create_sessionmaker
+from orchestrator.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, temporal_client: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.resolved_database_url)
+        app.state.settings = settings
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.temporal = TemporalGateway(settings.temporal, temporal_client)
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Pipeline Orchestrator",
+        version="0.1.0",
+        description="Monitors and coordinates the sales-prospecting agents.",
+        lifespan=lifespan,
+    )
+    app.include_router(orchestrator.router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RPCError, _temporal_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    return app
+
+
+async def _temporal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("Temporal call failed on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(status_code=503, content={"detail": f"Temporal call failed: {exc}"})
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """Log the trace for us; tell the caller only that it was our fault."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        status_code=500, content={"detail": "internal error; the server log has the details"}
+    )
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    """One readable sentence per problem, instead of pydantic's nested structure alone."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{'.'.join(str(p) for p in err['loc'] if p != 'body')}: {err['msg']}"
+        for err in exc.errors()
+    ]
+    return JSONResponse(
+        status_code=422,
+        content={"detail": "; ".join(problems), "errors": jsonable_encoder(exc.errors())},
+    )

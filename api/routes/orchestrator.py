@@ -1,0 +1,87 @@
+"""The spec's orchestrator endpoints: agent health and manual cycles."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Query
+from temporalio.client import WorkflowFailureError
+
+from activities.health import compute_agent_health
+from api.deps import SessionDep, SettingsDep, TemporalClientDep
+from api.schemas import ErrorResponse, HealthResponse, RunResponse
+from orchestrator.settings import Settings
+from pipeline.health import overall_status
+from pipeline.modes import UnsupportedModeError, parse_mode
+from workflows.cycle import CycleWorkflow
+from workflows.search_attributes import cycle_attributes
+from workflows.types import CycleInput
+
+router = APIRouter(prefix="/api/v1/orchestrator", tags=["orchestrator"])
+
+
+@router.get("/health", response_model=HealthResponse)
+async def get_health(*, session: SessionDep, settings: SettingsDep) -> HealthResponse:
+    """Health of every configured agent, computed now from its run history."""
+    now = datetime.now(UTC)
+    agents = await compute_agent_health(session, settings.agents, settings.health, now)
+    return HealthResponse(status=overall_status(agents), checked_at=now, agents=agents)
+
+
+@router.post(
+    "/run",
+    response_model=RunResponse,
+    status_code=202,
+    responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+)
+async def run_cycle(
+    *,
+    client: TemporalClientDep,
+    settings: SettingsDep,
+    mode: str = Query("full", description="monitor, handoffs, resolve, validate, report, full"),
+    wait: bool = Query(False, description="Wait for the cycle and return its summary"),
+    wait_seconds: float = Query(60.0, gt=0, le=600, description="How long to wait with wait=true"),
+) -> RunResponse:
+    """Start an orchestration cycle now; returns its workflow id (and its result with wait)."""
+    try:
+        cycle_mode = parse_mode(mode)
+    except UnsupportedModeError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    workflow_id = f"cycle-{cycle_mode.value}-manual-{uuid.uuid4().hex[:12]}"
+    handle = await client.start_workflow(
+        CycleWorkflow.run,
+        CycleInput(mode=cycle_mode.value),
+        id=workflow_id,
+        task_queue=settings.temporal.task_queue,
+        search_attributes=cycle_attributes(cycle_mode.value),
+        static_summary=f"{cycle_mode.value} cycle, started through the API",
+    )
+    response = RunResponse(
+        workflow_id=workflow_id,
+        run_id=handle.result_run_id,
+        mode=cycle_mode.value,
+        web_ui_url=workflow_url(settings, workflow_id),
+    )
+    if wait:
+        try:
+            response.result = await asyncio.wait_for(handle.result(), wait_seconds)
+        except TimeoutError as exc:
+            raise HTTPException(
+                status_code=504,
+                detail=f"cycle {workflow_id} still running after {wait_seconds:g} s; "
+                "it goes on: follow it in the Web UI",
+            ) from exc
+        except WorkflowFailureError as exc:
+            raise HTTPException(
+                status_code=502, detail=f"cycle {workflow_id} failed: {exc.cause}"
+            ) from exc
+    return response
+
+
+def workflow_url(settings: Settings, workflow_id: str) -> str:
+    base = settings.temporal.web_ui_url.rstrip("/")
+    namespace = quote(settings.temporal.namespace)
+    return f"{base}/namespaces/{namespace}/workflows/{quote(workflow_id)}"

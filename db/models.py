@@ -1,0 +1,277 @@
+"""Tables. The first six belong to the agents: the orchestrator only reads them (and releases
+stale ``record_locks``). The rest are the orchestrator's own.
+
+Indexes follow the queries the cycles run; see the comment on each.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncAttrs
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from db.types import UTCDateTime
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+NOT_DELETED = text("deleted_at IS NULL")
+UNRESOLVED = text("status <> 'resolved'")
+
+
+class Base(AsyncAttrs, DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+# --- agent-owned -------------------------------------------------------------------------
+
+
+class Prospect(Base):
+    __tablename__ = "prospects"
+    __table_args__ = (
+        # pipeline counts and the handoff finder: live prospects by state, keyset on id
+        Index(
+            "ix_prospects_live_status",
+            "status",
+            "id",
+            sqlite_where=NOT_DELETED,
+            postgresql_where=NOT_DELETED,
+        ),
+        Index("ix_prospects_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company_name: Mapped[str] = mapped_column(String(255))
+    domain: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(64))
+    tier: Mapped[str | None] = mapped_column(String(8))
+    score: Mapped[float | None]
+    status_changed_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (Index("ix_contacts_prospect_id", "prospect_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    prospect_id: Mapped[int] = mapped_column(Id, ForeignKey("prospects.id"))
+    name: Mapped[str | None] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320))
+    title: Mapped[str | None] = mapped_column(String(255))
+
+
+class Activity(Base):
+    __tablename__ = "activities"
+    __table_args__ = (
+        Index("ix_activities_type_created_at", "type", "created_at"),
+        Index("ix_activities_prospect_id", "prospect_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    prospect_id: Mapped[int] = mapped_column(Id, ForeignKey("prospects.id"))
+    type: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+
+
+class OutreachSequence(Base):
+    __tablename__ = "outreach_sequences"
+    __table_args__ = (
+        Index("ix_outreach_sequences_status", "status"),
+        Index("ix_outreach_sequences_completed_at", "completed_at"),
+        Index("ix_outreach_sequences_prospect_id", "prospect_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    prospect_id: Mapped[int] = mapped_column(Id, ForeignKey("prospects.id"))
+    status: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+
+
+class AgentRun(Base):
+    __tablename__ = "agent_runs"
+    __table_args__ = (
+        # the health window: runs of one agent since a time
+        Index("ix_agent_runs_agent_started", "agent_name", "started_at"),
+        # the latest success / failure of one agent, one index seek each
+        Index("ix_agent_runs_agent_status_completed", "agent_name", "status", "completed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    agent_name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    records_processed: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    handoff_id: Mapped[str | None] = mapped_column(String(128), index=True)
+
+
+class RecordLock(Base):
+    __tablename__ = "record_locks"
+    __table_args__ = (Index("ix_record_locks_expires_at", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    prospect_id: Mapped[int] = mapped_column(Id, unique=True)
+    agent_name: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str | None] = mapped_column(String(128))
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+# --- orchestrator-owned ------------------------------------------------------------------
+
+
+class Handoff(Base):
+    """Ledger of every handoff. The unique key is the exactly-once promise: one handoff per
+    entry of a prospect into a state."""
+
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        UniqueConstraint(
+            "prospect_id", "from_state", "state_entered_at", name="uq_handoffs_state_entry"
+        ),
+        Index("ix_handoffs_status_agent", "status", "to_agent"),
+        Index("ix_handoffs_prospect_id", "prospect_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    prospect_id: Mapped[int] = mapped_column(Id)
+    from_state: Mapped[str] = mapped_column(String(64))
+    state_entered_at: Mapped[datetime]
+    to_agent: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(default=1)
+    workflow_id: Mapped[str | None] = mapped_column(String(255))
+    result: Mapped[dict[str, Any] | None]
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class Alert(Base):
+    """One row per occurrence of a condition; at most one unresolved row per fingerprint."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index(
+            "uq_alerts_open_fingerprint",
+            "fingerprint",
+            unique=True,
+            sqlite_where=UNRESOLVED,
+            postgresql_where=UNRESOLVED,
+        ),
+        Index("ix_alerts_status_agent", "status", "agent_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(64))
+    agent_name: Mapped[str | None] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None]
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    count: Mapped[int] = mapped_column(default=1)
+    acknowledged_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+
+
+class PipelineReport(Base):
+    __tablename__ = "pipeline_reports"
+    __table_args__ = (UniqueConstraint("kind", "report_date", name="uq_reports_kind_date"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    report_date: Mapped[str] = mapped_column(String(10))
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class OrchestratorAction(Base):
+    """Audit log: every action the orchestrator takes, with why."""
+
+    __tablename__ = "orchestrator_actions"
+    __table_args__ = (Index("ix_orchestrator_actions_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    action: Mapped[str] = mapped_column(String(64))
+    prospect_id: Mapped[int | None] = mapped_column(Id, index=True)
+    agent_name: Mapped[str | None] = mapped_column(String(64))
+    workflow_id: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+
+
+class Event(Base):
+    """Events for the dashboard stream. ``dedup_key`` makes writing them idempotent under
+    activity retries."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    agent_name: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class AgentControl(Base):
+    __tablename__ = "agent_controls"
+
+    agent_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused: Mapped[bool] = mapped_column(default=False)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    circuit_state: Mapped[str] = mapped_column(String(16), default="closed")
+    circuit_changed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class StateViolation(Base):
+    __tablename__ = "state_violations"
+    __table_args__ = (
+        Index(
+            "uq_state_violations_open",
+            "prospect_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+        Index("ix_state_violations_kind_state", "kind", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    prospect_id: Mapped[int] = mapped_column(Id)
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]

@@ -1,0 +1,213 @@
+"""The ``orchestrator`` command: run the stack, migrate, start cycles, read health.
+
+Every command prints a table for people and takes ``--json`` for scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.logs import configure_logging
+from orchestrator.settings import Settings, get_settings
+from pipeline.health import AgentHealth, HealthStatus, overall_status
+from pipeline.modes import UnsupportedModeError, parse_mode
+
+app = typer.Typer(
+    help="Pipeline Orchestrator: monitors and coordinates the prospecting agents.",
+    no_args_is_help=True,
+)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+schedules_app = typer.Typer(help="Temporal Schedules.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(schedules_app, name="schedules")
+
+console = Console()
+T = TypeVar("T")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+STATUS_STYLE = {
+    HealthStatus.HEALTHY: "green",
+    HealthStatus.DEGRADED: "yellow",
+    HealthStatus.FAILING: "red",
+    HealthStatus.UNKNOWN: "dim",
+}
+
+
+def _settings() -> Settings:
+    try:
+        settings = get_settings()
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        console.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    configure_logging(settings.log_level)
+    return settings
+
+
+def _run(work: Awaitable[T]) -> T:
+    return asyncio.run(work)  # type: ignore[arg-type]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def dev(
+    state_dir: Annotated[Path, typer.Option(help="Where Temporal and SQLite keep state.")] = Path(
+        ".orchestrator"
+    ),
+    temporal_port: Annotated[int, typer.Option(help="Temporal gRPC port.")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = 8233,
+    api_port: Annotated[int | None, typer.Option(help="API port (default ORCH_API_PORT).")] = None,
+) -> None:
+    """Start everything locally: Temporal dev server + Web UI, SQLite, worker and API."""
+    from orchestrator.dev import DevOptions, run_dev
+    from orchestrator.devserver import BinaryNotFound, PortInUse
+
+    settings = _settings()
+    options = DevOptions(state_dir, temporal_port, ui_port, api_port or settings.api_port)
+    try:
+        _run(run_dev(settings, options, console))
+    except (BinaryNotFound, PortInUse) as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: the orchestrator's workflows and activities on its task queue."""
+    from orchestrator.runners import run_worker_process
+
+    _run(run_worker_process(_settings()))
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address (default ORCH_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default ORCH_API_PORT).")] = None,
+) -> None:
+    """Serve the REST API (OpenAPI docs at /docs)."""
+    from orchestrator.runners import run_api_process
+
+    settings = _settings()
+    _run(run_api_process(settings, host or settings.api_host, port or settings.api_port))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations to the configured database."""
+    from orchestrator.runners import migrate
+
+    settings = _settings()
+    now = _run(migrate(settings, revision))
+    console.print(f"database at revision [bold]{now}[/bold]")
+
+
+@app.command()
+def health(as_json: JsonFlag = False) -> None:
+    """Compute every agent's health from the database now."""
+    from orchestrator.runners import read_health
+
+    agents = _run(read_health(_settings()))
+    if as_json:
+        _print_json(
+            {
+                "status": overall_status(agents).value,
+                "agents": [a.model_dump(mode="json") for a in agents],
+            }
+        )
+        return
+    console.print(health_table(agents))
+    console.print(f"overall: {_styled(overall_status(agents))}")
+
+
+@app.command("run")
+def run_cycle(
+    mode: Annotated[str, typer.Option(help="Cycle mode.")] = "full",
+    wait: Annotated[bool, typer.Option(help="Wait for the result.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Start an orchestration cycle on the worker (through Temporal)."""
+    from orchestrator.runners import start_cycle
+
+    try:
+        parse_mode(mode)
+    except UnsupportedModeError as exc:
+        raise _fail(str(exc), 2) from exc
+    workflow_id, summary = _run(start_cycle(_settings(), mode, wait))
+    if as_json:
+        _print_json(
+            {"workflow_id": workflow_id, "result": summary and summary.model_dump(mode="json")}
+        )
+        return
+    console.print(f"cycle started: [bold]{workflow_id}[/bold]")
+    if summary and summary.health:
+        h = summary.health
+        console.print(
+            f"agents checked: {h.agents_checked}, healthy: {h.healthy}, "
+            f"alerts created: {h.alerts_created}, updated: {h.alerts_updated}, "
+            f"resolved: {h.alerts_resolved}"
+        )
+        for name, status in h.statuses.items():
+            console.print(f"  {name}: {_styled(status)}")
+
+
+@schedules_app.command("apply")
+def schedules_apply(as_json: JsonFlag = False) -> None:
+    """Create or update the Temporal Schedules (the worker also does this at start)."""
+    from orchestrator.runners import apply_all_schedules
+
+    ids = _run(apply_all_schedules(_settings()))
+    if as_json:
+        _print_json({"schedules": ids})
+    else:
+        for schedule_id in ids:
+            console.print(f"applied {schedule_id}")
+
+
+def health_table(agents: list[AgentHealth]) -> Table:
+    table = Table(title="Agent health")
+    for column in (
+        "agent",
+        "status",
+        "runs 24h",
+        "errors",
+        "error rate",
+        "records/run",
+        "last success",
+        "why",
+    ):
+        table.add_column(column)
+    for a in agents:
+        table.add_row(
+            a.agent_name,
+            _styled(a.status),
+            str(a.runs_last_24h),
+            str(a.errors_last_24h),
+            f"{a.error_rate:.0%}",
+            f"{a.avg_records_per_run:.1f}/{a.expected_records_per_run}",
+            a.last_successful_run.strftime("%Y-%m-%d %H:%M UTC") if a.last_successful_run else "-",
+            "; ".join(a.reasons),
+        )
+    return table
+
+
+def _styled(status: HealthStatus) -> str:
+    style = STATUS_STYLE[status]
+    return f"[{style}]{status.value}[/{style}]"
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,84 @@
+"""What the CLI commands do, as async functions the CLI runs and tests can call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime
+
+from temporalio.client import Client
+
+from activities.health import compute_agent_health
+from api.app import create_app
+from db.engine import create_engine, create_sessionmaker
+from db.migrate import current_revision, upgrade
+from orchestrator.schedules import apply_schedules
+from orchestrator.services import api_server, serve_api_until, stop_on_signals
+from orchestrator.settings import Settings
+from orchestrator.temporal_client import connect
+from pipeline.health import AgentHealth
+from worker import run_worker
+from workflows.cycle import CycleWorkflow
+from workflows.search_attributes import cycle_attributes
+from workflows.types import CycleInput, CycleSummary
+
+log = logging.getLogger(__name__)
+
+
+async def migrate(settings: Settings, revision: str = "head") -> str | None:
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        await upgrade(engine, revision)
+        return await current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+async def read_health(settings: Settings) -> list[AgentHealth]:
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return await compute_agent_health(
+                session, settings.agents, settings.health, datetime.now(UTC)
+            )
+    finally:
+        await engine.dispose()
+
+
+async def start_cycle(
+    settings: Settings, mode: str, wait: bool, client: Client | None = None
+) -> tuple[str, CycleSummary | None]:
+    client = client or await connect(settings.temporal)
+    workflow_id = f"cycle-{mode}-cli-{uuid.uuid4().hex[:12]}"
+    handle = await client.start_workflow(
+        CycleWorkflow.run,
+        CycleInput(mode=mode),
+        id=workflow_id,
+        task_queue=settings.temporal.task_queue,
+        search_attributes=cycle_attributes(mode),
+        static_summary=f"{mode} cycle, started from the command line",
+    )
+    return workflow_id, (await handle.result() if wait else None)
+
+
+async def apply_all_schedules(settings: Settings) -> list[str]:
+    return await apply_schedules(await connect(settings.temporal), settings)
+
+
+async def run_worker_process(settings: Settings) -> None:
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        client = await connect(settings.temporal)
+        await run_worker(client, create_sessionmaker(engine), settings, stop)
+    finally:
+        await engine.dispose()
+
+
+async def run_api_process(settings: Settings, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    log.info("API on http://%s:%d (docs at /docs)", host, port)
+    await serve_api_until(api_server(create_app(settings), host, port), stop)

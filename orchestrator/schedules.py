@@ -1,0 +1,83 @@
+"""The Temporal Schedules that start cycles, created or updated idempotently.
+
+Every schedule skips a run while the previous one is still going (overlap policy skip), and
+fires in the configured time zone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+
+from orchestrator.settings import Settings
+from pipeline.modes import CycleMode
+from workflows.cycle import CycleWorkflow
+from workflows.search_attributes import cycle_attributes
+from workflows.types import CycleInput
+
+log = logging.getLogger(__name__)
+HEALTH_CHECK_SCHEDULE_ID = "orchestrator-health-check"
+
+
+@dataclass(frozen=True)
+class ScheduledCycle:
+    schedule_id: str
+    mode: CycleMode
+    cron: str
+
+
+def scheduled_cycles(settings: Settings) -> list[ScheduledCycle]:
+    return [
+        ScheduledCycle(
+            HEALTH_CHECK_SCHEDULE_ID, CycleMode.MONITOR, settings.schedules.health_check
+        ),
+    ]
+
+
+def build_schedule(cycle: ScheduledCycle, settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            CycleWorkflow.run,
+            CycleInput(mode=cycle.mode.value),
+            id=f"cycle-{cycle.mode.value}",
+            task_queue=settings.temporal.task_queue,
+            typed_search_attributes=cycle_attributes(cycle.mode.value),
+            static_summary=f"scheduled {cycle.mode.value} cycle ({cycle.cron})",
+        ),
+        spec=ScheduleSpec(cron_expressions=[cycle.cron], time_zone_name=settings.time_zone),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def apply_schedules(client: Client, settings: Settings) -> list[str]:
+    """Create each schedule, or bring an existing one up to date; returns the ids."""
+    applied = []
+    for cycle in scheduled_cycles(settings):
+        schedule = build_schedule(cycle, settings)
+        try:
+            await client.create_schedule(cycle.schedule_id, schedule)
+            log.info("schedule created: %s (%s)", cycle.schedule_id, cycle.cron)
+        except ScheduleAlreadyRunningError:
+            await client.get_schedule_handle(cycle.schedule_id).update(_replace_with(schedule))
+            log.info("schedule updated: %s (%s)", cycle.schedule_id, cycle.cron)
+        applied.append(cycle.schedule_id)
+    return applied
+
+
+def _replace_with(schedule: Schedule):
+    def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
+        return ScheduleUpdate(schedule=schedule)
+
+    return update

@@ -1,0 +1,95 @@
+"""The one place configuration is read: environment variables with the ``ORCH_`` prefix.
+
+Nested groups use ``__`` (for example ``ORCH_HEALTH__ERROR_RATE_FAILING=0.4``). Tests build a
+``Settings`` directly or override ``get_settings``; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.health import DEFAULT_EXPECTED_RECORDS, HealthThresholds
+
+DEFAULT_STATE_DIR = Path(".orchestrator")
+
+
+class TemporalSettings(BaseModel):
+    """How to reach Temporal: a local dev server by default, or a remote cluster / Cloud."""
+
+    address: str = "localhost:7233"
+    namespace: str = "default"
+    task_queue: str = "orchestrator"
+    tls: bool = False
+    tls_server_name: str | None = None
+    tls_ca_cert_path: Path | None = None
+    tls_client_cert_path: Path | None = None
+    tls_client_key_path: Path | None = None
+    api_key: SecretStr | None = None
+    web_ui_url: str = "http://localhost:8233"
+
+
+class ScheduleSettings(BaseModel):
+    """Cron expressions of the Temporal Schedules the worker keeps in place."""
+
+    health_check: str = "*/15 * * * *"
+    enabled: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ORCH_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; defaults to a SQLite file under state_dir.",
+    )
+    temporal: TemporalSettings = TemporalSettings()
+    schedules: ScheduleSettings = ScheduleSettings()
+    time_zone: str = "UTC"
+    agents: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_EXPECTED_RECORDS),
+        description="Agent name -> expected records per run, in pipeline order.",
+    )
+    health: HealthThresholds = HealthThresholds()
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    log_level: str = "INFO"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from exc
+        return value
+
+    @field_validator("agents")
+    @classmethod
+    def _positive_expectations(cls, value: dict[str, int]) -> dict[str, int]:
+        if not value:
+            raise ValueError("at least one agent must be configured")
+        bad = {name: n for name, n in value.items() if n <= 0}
+        if bad:
+            raise ValueError(f"expected records per run must be positive: {bad}")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.state_dir / 'orchestrator.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,42 @@
+"""Connecting to Temporal: local dev server, a self-hosted cluster with mTLS, or Temporal Cloud
+with an API key. Every client uses the pydantic data converter, so models cross the wire."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
+
+from orchestrator.settings import TemporalSettings
+
+
+def tls_config(settings: TemporalSettings) -> TLSConfig | bool:
+    """``False`` for plain TCP; ``True`` for system roots; a ``TLSConfig`` for custom certs."""
+    paths = (settings.tls_ca_cert_path, settings.tls_client_cert_path, settings.tls_client_key_path)
+    if not settings.tls and not any(paths):
+        return False
+    if not any(paths) and settings.tls_server_name is None:
+        return True
+    return TLSConfig(
+        server_root_ca_cert=_read(settings.tls_ca_cert_path),
+        client_cert=_read(settings.tls_client_cert_path),
+        client_private_key=_read(settings.tls_client_key_path),
+        domain=settings.tls_server_name,
+    )
+
+
+def _read(path: object) -> bytes | None:
+    from pathlib import Path
+
+    return Path(path).read_bytes() if path else None  # type: ignore[arg-type]
+
+
+async def connect(settings: TemporalSettings) -> Client:
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    return await Client.connect(
+        settings.address,
+        namespace=settings.namespace,
+        data_converter=pydantic_data_converter,
+        tls=tls_config(settings) if not api_key else (tls_config(settings) or True),
+        api_key=api_key,
+    )

@@ -1,0 +1,84 @@
+"""The orchestration cycle: what the spec's ``run_cycle`` does, as durable steps.
+
+Each step is an activity with a timeout and bounded retries; the workflow decides only what
+runs, in what order, and what the summary says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.findings import FindingsActivities, RecordHealthInput
+    from activities.health import ComputeHealthInput, HealthActivities
+    from pipeline.modes import CycleMode, UnsupportedModeError, parse_mode
+    from workflows.types import CycleInput, CycleProgress, CycleSummary, MonitorSummary
+
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=8,
+)
+DB_TIMEOUT = timedelta(seconds=60)
+T = TypeVar("T")
+
+
+@workflow.defn(name="orchestrator-cycle")
+class CycleWorkflow:
+    def __init__(self) -> None:
+        self._progress = CycleProgress(mode="", step="starting")
+
+    @workflow.run
+    async def run(self, input: CycleInput) -> CycleSummary:
+        try:
+            mode = parse_mode(input.mode)
+        except UnsupportedModeError as exc:
+            raise ApplicationError(str(exc), type="UnsupportedMode", non_retryable=True) from exc
+        self._progress = CycleProgress(mode=mode.value, step="starting")
+        summary = CycleSummary(mode=mode.value, started_at=workflow.now())
+        if mode in (CycleMode.MONITOR, CycleMode.FULL):
+            summary.health = await self._step("monitor", self._monitor())
+        summary.finished_at = workflow.now()
+        self._progress.step = "done"
+        return summary
+
+    @workflow.query(name="progress")
+    def progress(self) -> CycleProgress:
+        return self._progress
+
+    async def _step(self, name: str, work: Awaitable[T]) -> T:
+        self._progress.step = name
+        result = await work
+        self._progress.steps_done.append(name)
+        return result
+
+    async def _monitor(self) -> MonitorSummary:
+        snapshot = await workflow.execute_activity_method(
+            HealthActivities.compute_agent_health,
+            ComputeHealthInput(as_of=workflow.now()),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        findings = await workflow.execute_activity_method(
+            FindingsActivities.record_health_findings,
+            RecordHealthInput(
+                cycle_id=workflow.info().run_id, as_of=snapshot.as_of, agents=snapshot.agents
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        return MonitorSummary(
+            agents_checked=len(snapshot.agents),
+            healthy=sum(1 for h in snapshot.agents if h.is_healthy),
+            alerts_created=findings.alerts_created,
+            alerts_updated=findings.alerts_updated,
+            alerts_resolved=findings.alerts_resolved,
+            statuses={h.agent_name: h.status for h in snapshot.agents},
+        )
