@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from api.temporal import TemporalUnavailable
+from api.temporal import TemporalGateway, TemporalUnavailable
 from orchestrator.settings import Settings
 
 
@@ -22,13 +22,19 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_temporal_client(request: Request) -> Client:
+def get_temporal_gateway(request: Request) -> TemporalGateway:
+    """The gateway, not a connected client: routes connect only after their input has been
+    validated, so bad input is a 422 even while Temporal is away."""
+    return request.app.state.temporal
+
+
+async def temporal_client(gateway: TemporalGateway) -> Client:
     try:
-        return await request.app.state.temporal.client()
+        return await gateway.client()
     except TemporalUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
+TemporalDep = Annotated[TemporalGateway, Depends(get_temporal_gateway)]

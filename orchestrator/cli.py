@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.logs import configure_logging
@@ -45,7 +46,7 @@ def _settings() -> Settings:
     try:
         settings = get_settings()
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        console.print(f"[red]invalid configuration:[/red] {exc}")
+        console.print(f"[red]invalid configuration:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     configure_logging(settings.log_level)
     return settings
@@ -56,7 +57,7 @@ def _run(work: Awaitable[T]) -> T:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -157,7 +158,7 @@ def run_cycle(
             f"resolved: {h.alerts_resolved}"
         )
         for name, status in h.statuses.items():
-            console.print(f"  {name}: {_styled(status)}")
+            console.print(f"  {escape(name)}: {_styled(status)}")
 
 
 @schedules_app.command("apply")
@@ -175,27 +176,22 @@ def schedules_apply(as_json: JsonFlag = False) -> None:
 
 def health_table(agents: list[AgentHealth]) -> Table:
     table = Table(title="Agent health")
-    for column in (
-        "agent",
-        "status",
-        "runs 24h",
-        "errors",
-        "error rate",
-        "records/run",
-        "last success",
-        "why",
-    ):
+    # names and statuses stay whole; the other columns wrap on a narrow terminal
+    table.add_column("agent", no_wrap=True, min_width=max(len(a.agent_name) for a in agents))
+    table.add_column("status", no_wrap=True, min_width=8)
+    for column in ("runs 24h", "errors", "error rate", "records/run", "last success (UTC)"):
         table.add_column(column)
+    table.add_column("why", ratio=1)
     for a in agents:
         table.add_row(
-            a.agent_name,
+            escape(a.agent_name),
             _styled(a.status),
             str(a.runs_last_24h),
             str(a.errors_last_24h),
             f"{a.error_rate:.0%}",
             f"{a.avg_records_per_run:.1f}/{a.expected_records_per_run}",
-            a.last_successful_run.strftime("%Y-%m-%d %H:%M UTC") if a.last_successful_run else "-",
-            "; ".join(a.reasons),
+            a.last_successful_run.strftime("%Y-%m-%d %H:%M") if a.last_successful_run else "-",
+            escape("; ".join(a.reasons)),
         )
     return table
 

@@ -8,6 +8,7 @@ agent has never run at all.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -29,15 +30,16 @@ class HealthStatus(StrEnum):
 
 
 _SEVERITY = {
+    HealthStatus.UNKNOWN: -1,
     HealthStatus.HEALTHY: 0,
-    HealthStatus.UNKNOWN: 0,
     HealthStatus.DEGRADED: 1,
     HealthStatus.FAILING: 2,
 }
 
 
 def worst(*statuses: HealthStatus) -> HealthStatus:
-    """The most severe of several statuses (healthy when given none)."""
+    """The most severe of several statuses (healthy when given none); unknown only when all
+    of them are unknown."""
     return max(statuses, key=_SEVERITY.__getitem__, default=HealthStatus.HEALTHY)
 
 
@@ -89,10 +91,20 @@ class StatusVerdict(BaseModel):
     reasons: list[str]
 
 
+def _over(value: float, line: float) -> bool:
+    """``value > line``, with values a rounding error away from the line counted as on it:
+    3 records of 3 expected at 20% is 0.6 against 3 * 0.2 = 0.6000000000000001."""
+    return value > line and not math.isclose(value, line, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _under(value: float, line: float) -> bool:
+    return value < line and not math.isclose(value, line, rel_tol=1e-9, abs_tol=1e-12)
+
+
 def grade_error_rate(rate: float, t: HealthThresholds) -> HealthStatus:
-    if rate > t.error_rate_failing:
+    if _over(rate, t.error_rate_failing):
         return HealthStatus.FAILING
-    if rate >= t.error_rate_degraded:
+    if not _under(rate, t.error_rate_degraded):
         return HealthStatus.DEGRADED
     return HealthStatus.HEALTHY
 
@@ -108,9 +120,9 @@ def grade_success_age(age: timedelta | None, t: HealthThresholds) -> HealthStatu
 
 
 def grade_records(avg: float, expected: int, t: HealthThresholds) -> HealthStatus:
-    if avg < expected * t.records_failing_ratio:
+    if _under(avg, expected * t.records_failing_ratio):
         return HealthStatus.FAILING
-    if avg <= expected * t.records_healthy_ratio:
+    if not _over(avg, expected * t.records_healthy_ratio):
         return HealthStatus.DEGRADED
     return HealthStatus.HEALTHY
 
@@ -180,6 +192,4 @@ class AgentHealth(BaseModel):
 
 def overall_status(healths: list[AgentHealth]) -> HealthStatus:
     """The pipeline is as healthy as its worst agent; unknown only if every agent is."""
-    if healths and all(h.status is HealthStatus.UNKNOWN for h in healths):
-        return HealthStatus.UNKNOWN
     return worst(*(h.status for h in healths))

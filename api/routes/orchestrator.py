@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query
 from temporalio.client import WorkflowFailureError
 
 from activities.health import compute_agent_health
-from api.deps import SessionDep, SettingsDep, TemporalClientDep
+from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.schemas import ErrorResponse, HealthResponse, RunResponse
 from orchestrator.settings import Settings
 from pipeline.health import overall_status
@@ -39,7 +39,7 @@ async def get_health(*, session: SessionDep, settings: SettingsDep) -> HealthRes
 )
 async def run_cycle(
     *,
-    client: TemporalClientDep,
+    temporal: TemporalDep,
     settings: SettingsDep,
     mode: str = Query("full", description="monitor, handoffs, resolve, validate, report, full"),
     wait: bool = Query(False, description="Wait for the cycle and return its summary"),
@@ -50,6 +50,7 @@ async def run_cycle(
         cycle_mode = parse_mode(mode)
     except UnsupportedModeError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
+    client = await temporal_client(temporal)
     workflow_id = f"cycle-{cycle_mode.value}-manual-{uuid.uuid4().hex[:12]}"
     handle = await client.start_workflow(
         CycleWorkflow.run,
