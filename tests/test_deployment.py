@@ -1,0 +1,37 @@
+"""The production shape in docker-compose.yml is well-formed and consistent with the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from orchestrator.settings import Settings
+
+ROOT = Path(__file__).parent.parent
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_has_the_services_of_the_design() -> None:
+    services = compose()["services"]
+    assert {"postgres", "temporal", "temporal-ui", "migrate", "worker", "api"} <= set(services)
+
+
+def test_workers_can_be_scaled() -> None:
+    worker = compose()["services"]["worker"]
+    # a fixed name or a published port would make `--scale worker=3` fail
+    assert "container_name" not in worker and "ports" not in worker
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_environment_is_understood_by_the_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    env = compose()["services"]["worker"]["environment"]
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    settings = Settings()
+    assert settings.resolved_database_url.startswith("postgresql+asyncpg://")
+    assert settings.temporal.address == "temporal:7233"
+    assert settings.api_host == "0.0.0.0"
