@@ -220,4 +220,9 @@ class HealthActivities:
         as_of = input.as_of or datetime.now(UTC)
         async with self._sessionmaker() as session:
             agents = await compute_agent_health(session, self._expected, self._thresholds, as_of)
+        activity.logger.info(
+            "agent health at %s: %s",
+            as_of.isoformat(),
+            ", ".join(f"{a.agent_name} {a.status.value}" for a in agents),
+        )
         return HealthSnapshot(as_of=as_of, agents=agents)
