@@ -9,28 +9,51 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.agent_http import HttpAgentActivities
 from activities.findings import FindingsActivities
+from activities.handoffs import HandoffActivities
 from activities.health import HealthActivities
 from orchestrator.schedules import apply_schedules
 from orchestrator.search_attributes import ensure_search_attributes
 from orchestrator.settings import Settings
 from workflows.cycle import CycleWorkflow
+from workflows.handoff import HandoffWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [CycleWorkflow]
+WORKFLOWS = [CycleWorkflow, HandoffWorkflow]
 
 
 def build_activities(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    http: httpx.AsyncClient,
 ) -> list[object]:
     health = HealthActivities(sessionmaker, settings.agents, settings.health)
     findings = FindingsActivities(sessionmaker)
-    return [health.compute_agent_health, findings.record_health_findings]
+    sweep = settings.handoffs
+    handoffs = HandoffActivities(
+        sessionmaker,
+        sweep.policy(settings.agent_endpoints),
+        page_size=sweep.page_size,
+        max_children_per_run=sweep.max_children_per_run,
+        start_batch=sweep.start_batch,
+    )
+    http_agents = HttpAgentActivities(settings.agent_endpoints, http, settings.api_public_url)
+    return [
+        health.compute_agent_health,
+        findings.record_health_findings,
+        handoffs.find_pending_handoffs,
+        handoffs.begin_handoff,
+        handoffs.mark_handoff,
+        handoffs.finish_handoff,
+        http_agents.trigger_http_agent,
+    ]
 
 
 def build_worker(
@@ -38,12 +61,14 @@ def build_worker(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     task_queue: str | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> Worker:
+    """The worker; pass ``http`` to share (and later close) the HTTP agents' client."""
     return Worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
         workflows=WORKFLOWS,
-        activities=build_activities(sessionmaker, settings),
+        activities=build_activities(sessionmaker, settings, http or httpx.AsyncClient(timeout=30)),
     )
 
 
@@ -64,8 +89,9 @@ async def run_worker(
 ) -> None:
     if prepare:
         await prepare_namespace(client, settings)
-    worker = build_worker(client, sessionmaker, settings)
-    log.info("worker polling task queue %r", settings.temporal.task_queue)
-    async with worker:
-        await stop.wait()
+    async with httpx.AsyncClient(timeout=30) as http:
+        worker = build_worker(client, sessionmaker, settings, http=http)
+        log.info("worker polling task queue %r", settings.temporal.task_queue)
+        async with worker:
+            await stop.wait()
     log.info("worker stopped")

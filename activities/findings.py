@@ -13,11 +13,10 @@ from datetime import datetime
 
 from pydantic import BaseModel
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from db.dialect import insert_for
 from db.models import Alert, Event
 from pipeline.health import AgentHealth, HealthStatus
 
@@ -85,9 +84,8 @@ async def _open_agent_alerts(session: AsyncSession, agents: list[str]) -> dict[s
 
 async def _record_event(session: AsyncSession, cycle_id: str, health: AgentHealth) -> int:
     """Insert the ``agent_unhealthy`` event once per cycle and agent; 1 if it was new."""
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     statement = (
-        insert(Event)
+        insert_for(session, Event)
         .values(
             dedup_key=f"{cycle_id}:agent_unhealthy:{health.agent_name}",
             kind="agent_unhealthy",

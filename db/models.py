@@ -152,6 +152,8 @@ class Handoff(Base):
         ),
         Index("ix_handoffs_status_agent", "status", "to_agent"),
         Index("ix_handoffs_prospect_id", "prospect_id"),
+        Index("ix_handoffs_updated_at", "updated_at"),
+        Index("ix_handoffs_created_at", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -162,6 +164,8 @@ class Handoff(Base):
     status: Mapped[str] = mapped_column(String(16))
     attempt: Mapped[int] = mapped_column(default=1)
     workflow_id: Mapped[str | None] = mapped_column(String(255))
+    workflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    """The run that owns the row: a retried activity of the same run may proceed."""
     result: Mapped[dict[str, Any] | None]
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]

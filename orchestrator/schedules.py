@@ -29,6 +29,7 @@ from workflows.types import CycleInput
 
 log = logging.getLogger(__name__)
 HEALTH_CHECK_SCHEDULE_ID = "orchestrator-health-check"
+HANDOFFS_SCHEDULE_ID = "orchestrator-handoffs"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ def scheduled_cycles(settings: Settings) -> list[ScheduledCycle]:
         ScheduledCycle(
             HEALTH_CHECK_SCHEDULE_ID, CycleMode.MONITOR, settings.schedules.health_check
         ),
+        # the safety net behind the immediate chains: catches new and missed prospects
+        ScheduledCycle(HANDOFFS_SCHEDULE_ID, CycleMode.HANDOFFS, settings.schedules.handoffs),
     ]
 
 

@@ -10,9 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.handoffs import HandoffPolicy, Transport
 from pipeline.health import DEFAULT_EXPECTED_RECORDS, HealthThresholds
 
 DEFAULT_STATE_DIR = Path(".orchestrator")
@@ -37,7 +38,37 @@ class ScheduleSettings(BaseModel):
     """Cron expressions of the Temporal Schedules the worker keeps in place."""
 
     health_check: str = "*/15 * * * *"
+    handoffs: str = "*/5 * * * *"
     enabled: bool = True
+
+
+class AgentEndpoint(BaseModel):
+    """How one agent is reached: a Temporal worker of its own (default) or an HTTP URL."""
+
+    transport: Transport = "temporal"
+    url: str | None = None
+    secret: SecretStr | None = None
+    """Shared secret for HMAC-SHA256 signatures of requests and callbacks."""
+
+    @model_validator(mode="after")
+    def _http_needs_url(self) -> AgentEndpoint:
+        if self.transport == "http" and not self.url:
+            raise ValueError("an http agent needs a url")
+        return self
+
+
+class HandoffSettings(HandoffPolicy):
+    """Handoff timeouts (see ``HandoffPolicy``) plus how sweeps page."""
+
+    page_size: int = Field(500, ge=1, le=5000)
+    max_children_per_run: int = Field(1000, ge=1, le=1900)
+    """Children started before a sweep continues as new (Temporal allows 2,000 pending)."""
+    start_batch: int = Field(100, ge=1, le=1000)
+
+    def policy(self, endpoints: dict[str, AgentEndpoint]) -> HandoffPolicy:
+        fields = set(HandoffPolicy.model_fields) - {"transports"}
+        transports = {name: e.transport for name, e in endpoints.items()}
+        return HandoffPolicy(**self.model_dump(include=fields), transports=transports)
 
 
 class Settings(BaseSettings):
@@ -60,8 +91,12 @@ class Settings(BaseSettings):
         description="Agent name -> expected records per run, in pipeline order.",
     )
     health: HealthThresholds = HealthThresholds()
+    handoffs: HandoffSettings = HandoffSettings()
+    agent_endpoints: dict[str, AgentEndpoint] = {}
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_public_url: str = "http://127.0.0.1:8000"
+    """Where agents reach the API (HTTP agents' completion callbacks)."""
     log_level: str = "INFO"
 
     @field_validator("time_zone")

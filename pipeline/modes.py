@@ -14,7 +14,7 @@ class CycleMode(StrEnum):
     FULL = "full"
 
 
-IMPLEMENTED_MODES: frozenset[CycleMode] = frozenset({CycleMode.MONITOR})
+IMPLEMENTED_MODES: frozenset[CycleMode] = frozenset({CycleMode.MONITOR, CycleMode.HANDOFFS})
 
 
 class UnsupportedModeError(ValueError):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import AgentRun
+from db.models import AgentRun, Contact, Prospect
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -34,6 +35,32 @@ def run(
 
 
 async def add(sessionmaker: async_sessionmaker[AsyncSession], *rows: object) -> None:
+    """Insert in the given order, one table at a time (models have no relationships, so the
+    unit of work would not order parents before children)."""
     async with sessionmaker() as session:
-        session.add_all(rows)
+        for _, group in groupby(rows, key=type):
+            session.add_all(list(group))
+            await session.flush()
         await session.commit()
+
+
+def prospect(
+    status: str = "identified",
+    *,
+    tier: str | None = None,
+    email: str | None = "ceo@example.com",
+    deleted: bool = False,
+    entered: datetime | None = None,
+    pid: int,
+) -> list[object]:
+    """A prospect (and its contact, when ``email`` is given), as the prospector writes it."""
+    entered = entered or datetime.now(UTC) - timedelta(minutes=1)
+    p = Prospect(
+        id=pid, company_name="Acme", domain="acme.example", status=status, tier=tier,
+        status_changed_at=entered, created_at=entered, updated_at=entered,
+        deleted_at=entered if deleted else None,
+    )  # fmt: skip
+    rows: list[object] = [p]
+    if email is not None:
+        rows.append(Contact(prospect_id=pid, name="Ada", email=email, title="CEO"))
+    return rows

@@ -233,10 +233,10 @@ async def test_unknown_mode_is_a_422_naming_the_known_modes(api: httpx.AsyncClie
 
 
 async def test_a_mode_not_built_yet_is_a_422(api: httpx.AsyncClient) -> None:
-    response = await api.post(RUN, params={"mode": "handoffs"})
+    response = await api.post(RUN, params={"mode": "resolve"})
     assert response.status_code == 422
     detail = response.json()["detail"]
-    assert "handoffs" in detail
+    assert "resolve" in detail
     assert "not available yet" in detail
 
 
@@ -298,7 +298,7 @@ async def test_run_is_a_503_naming_the_address_when_temporal_is_away(
     ("query", "says"),
     [
         ("mode=bogus", "known modes"),
-        ("mode=handoffs", "not available yet"),
+        ("mode=resolve", "not available yet"),
         ("mode=monitor&wait_seconds=abc", "wait_seconds"),
         ("mode=monitor&wait_seconds=0", "wait_seconds"),
     ],

@@ -183,9 +183,9 @@ def test_run_with_an_unknown_mode_exits_2_naming_the_known_modes(cli_env: str) -
 
 
 def test_run_with_a_mode_not_built_yet_exits_2(cli_env: str) -> None:
-    result = invoke("run", "--mode", "handoffs")
+    result = invoke("run", "--mode", "resolve")
     assert result.exit_code == 2
-    assert "'handoffs' is not available yet" in flat(result.output)
+    assert "'resolve' is not available yet" in flat(result.output)
 
 
 @pytest.mark.parametrize("case", ["mode", "time_zone"])

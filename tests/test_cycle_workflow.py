@@ -117,7 +117,7 @@ async def test_unavailable_mode_fails_the_cycle_at_once_with_a_clear_error(
 ) -> None:
     async with build_worker(client, sessionmaker, worker_settings):
         with pytest.raises(WorkflowFailureError) as failure:
-            await run_cycle(client, worker_settings, mode="handoffs")
+            await run_cycle(client, worker_settings, mode="resolve")
     cause = failure.value.cause
     assert isinstance(cause, ApplicationError)
     assert cause.type == "UnsupportedMode" and cause.non_retryable

@@ -52,5 +52,7 @@ async def test_schedules_list_has_one_entry_per_id_after_repeated_applies(client
             await apply_schedules(client, settings)
         ids = [s.id async for s in await client.list_schedules()]
     finally:
-        await client.get_schedule_handle("orchestrator-health-check").delete()
-    assert ids.count("orchestrator-health-check") == 1
+        for cycle in scheduled_cycles(settings):
+            await client.get_schedule_handle(cycle.schedule_id).delete()
+    for cycle in scheduled_cycles(settings):
+        assert ids.count(cycle.schedule_id) == 1

@@ -16,9 +16,17 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.findings import FindingsActivities, RecordHealthInput
+    from activities.handoffs import FindPendingInput, HandoffActivities
     from activities.health import ComputeHealthInput, HealthActivities
     from pipeline.modes import CycleMode, UnsupportedModeError, parse_mode
-    from workflows.types import CycleInput, CycleProgress, CycleSummary, MonitorSummary
+    from workflows.sweep import start_page
+    from workflows.types import (
+        CycleInput,
+        CycleProgress,
+        CycleSummary,
+        HandoffSweepSummary,
+        MonitorSummary,
+    )
 
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -42,9 +50,11 @@ class CycleWorkflow:
         except UnsupportedModeError as exc:
             raise ApplicationError(str(exc), type="UnsupportedMode", non_retryable=True) from exc
         self._progress = CycleProgress(mode=mode.value, step="starting")
-        summary = CycleSummary(mode=mode.value, started_at=workflow.now())
-        if mode in (CycleMode.MONITOR, CycleMode.FULL):
+        summary = input.carry or CycleSummary(mode=mode.value, started_at=workflow.now())
+        if mode in (CycleMode.MONITOR, CycleMode.FULL) and summary.health is None:
             summary.health = await self._step("monitor", self._monitor())
+        if mode in (CycleMode.HANDOFFS, CycleMode.FULL):
+            summary.handoffs = await self._step("handoffs", self._handoffs(input, summary))
         summary.finished_at = workflow.now()
         self._progress.step = "done"
         return summary
@@ -58,6 +68,34 @@ class CycleWorkflow:
         result = await work
         self._progress.steps_done.append(name)
         return result
+
+    async def _handoffs(self, input: CycleInput, summary: CycleSummary) -> HandoffSweepSummary:
+        """Page through pending prospects; continue as new before the history or the
+        pending-children limit grows too large, carrying the cursor and the counts."""
+        sweep = summary.handoffs or HandoffSweepSummary()
+        summary.handoffs = sweep
+        cursor, started = input.handoff_cursor, 0
+        while True:
+            page = await workflow.execute_activity_method(
+                HandoffActivities.find_pending_handoffs,
+                FindPendingInput(after_id=cursor),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=DB_RETRY,
+            )
+            started += await start_page(page, sweep)
+            self._progress.detail = f"{sweep.pending} pending, {sweep.started} started"
+            if page.next_cursor is None:
+                return sweep
+            cursor = page.next_cursor
+            if (
+                started >= page.max_children_per_run
+                or workflow.info().is_continue_as_new_suggested()
+            ):
+                sweep.continued_as_new += 1
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    CycleInput(mode=input.mode, carry=summary, handoff_cursor=cursor)
+                )
 
     async def _monitor(self) -> MonitorSummary:
         snapshot = await workflow.execute_activity_method(

@@ -17,3 +17,13 @@ ALL = (CYCLE_MODE, PROSPECT_ID, AGENT_NAME, HANDOFF_STATUS)
 def cycle_attributes(mode: str) -> TypedSearchAttributes:
     """What a cycle is tagged with, so the Web UI can filter cycles by mode."""
     return TypedSearchAttributes([SearchAttributePair(CYCLE_MODE, mode)])
+
+
+def handoff_attributes(prospect_id: int, agent: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(PROSPECT_ID, str(prospect_id)),
+            SearchAttributePair(AGENT_NAME, agent),
+            SearchAttributePair(HANDOFF_STATUS, "pending"),
+        ]
+    )

@@ -10,9 +10,17 @@ from pydantic import BaseModel
 from pipeline.health import HealthStatus
 
 
-class CycleInput(BaseModel):
-    mode: str = "full"
-    """Kept as text so a bad mode reaches the workflow and fails with a clear message."""
+class HandoffSweepSummary(BaseModel):
+    """The spec's ``_process_handoffs`` result, made precise: every pending prospect is
+    started, found already running, deferred (its agent is paused) or failed to start."""
+
+    pending: int = 0
+    started: int = 0
+    already_running: int = 0
+    deferred: int = 0
+    failed: int = 0
+    pages: int = 0
+    continued_as_new: int = 0
 
 
 class MonitorSummary(BaseModel):
@@ -31,9 +39,20 @@ class CycleSummary(BaseModel):
     started_at: datetime
     finished_at: datetime | None = None
     health: MonitorSummary | None = None
+    handoffs: HandoffSweepSummary | None = None
 
 
 class CycleProgress(BaseModel):
     mode: str
     step: str
     steps_done: list[str] = []
+    detail: str | None = None
+
+
+class CycleInput(BaseModel):
+    mode: str = "full"
+    """Kept as text so a bad mode reaches the workflow and fails with a clear message."""
+    carry: CycleSummary | None = None
+    """The summary so far, when a long sweep continued as new."""
+    handoff_cursor: int | None = None
+    """Where the handoff sweep resumes (last prospect id seen)."""

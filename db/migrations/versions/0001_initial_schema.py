@@ -102,6 +102,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("workflow_id", sa.String(length=255), nullable=True),
+        sa.Column("workflow_run_id", sa.String(length=64), nullable=True),
         sa.Column("result", sa.JSON(), nullable=True),
         sa.Column("detail", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -114,6 +115,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_handoffs_prospect_id", "handoffs", ["prospect_id"], unique=False)
     op.create_index("ix_handoffs_status_agent", "handoffs", ["status", "to_agent"], unique=False)
+    op.create_index("ix_handoffs_updated_at", "handoffs", ["updated_at"], unique=False)
+    op.create_index("ix_handoffs_created_at", "handoffs", ["created_at", "id"], unique=False)
 
     op.create_table(
         "orchestrator_actions",
@@ -314,6 +317,8 @@ def downgrade() -> None:
     op.drop_index("ix_orchestrator_actions_created_at", table_name="orchestrator_actions")
 
     op.drop_table("orchestrator_actions")
+    op.drop_index("ix_handoffs_created_at", table_name="handoffs")
+    op.drop_index("ix_handoffs_updated_at", table_name="handoffs")
     op.drop_index("ix_handoffs_status_agent", table_name="handoffs")
     op.drop_index("ix_handoffs_prospect_id", table_name="handoffs")
 

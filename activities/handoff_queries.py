@@ -1,0 +1,114 @@
+"""SQL for handoffs: the trigger rules of ``pipeline.triggers`` as WHERE clauses, the paged
+finder, and reads of one prospect. Every rule is evaluated by the database, never row by row
+in Python."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Contact, Handoff, Prospect
+from pipeline.handoffs import PendingHandoff
+from pipeline.triggers import HANDOFF_TRIGGERS, HandoffTrigger
+
+EMAIL_PATTERN = "%_@_%"
+
+
+def has_contact_email() -> ColumnElement[bool]:
+    """At least one contact with something that looks like an address."""
+    return exists().where(Contact.prospect_id == Prospect.id, Contact.email.like(EMAIL_PATTERN))
+
+
+def trigger_clause(trigger: HandoffTrigger) -> ColumnElement[bool]:
+    parts: list[ColumnElement[bool]] = [Prospect.status == trigger.state]
+    if trigger.tiers is not None:
+        parts.append(Prospect.tier.in_(sorted(trigger.tiers)))
+    if trigger.requires_contact_email:
+        parts.append(has_contact_email())
+    return and_(*parts)
+
+
+def not_yet_handed_off() -> ColumnElement[bool]:
+    """No ledger row for this entry of the prospect into its current state."""
+    return ~exists().where(
+        Handoff.prospect_id == Prospect.id,
+        Handoff.from_state == Prospect.status,
+        Handoff.state_entered_at == Prospect.status_changed_at,
+    )
+
+
+async def find_pending_page(
+    session: AsyncSession,
+    after_id: int | None,
+    limit: int,
+    triggers: Mapping[str, HandoffTrigger] = HANDOFF_TRIGGERS,
+) -> list[PendingHandoff]:
+    """One keyset page of prospects waiting for a handoff, in id order."""
+    query = (
+        select(Prospect.id, Prospect.status, Prospect.status_changed_at)
+        .where(
+            Prospect.deleted_at.is_(None),
+            or_(*(trigger_clause(t) for t in triggers.values())),
+            not_yet_handed_off(),
+        )
+        .order_by(Prospect.id)
+        .limit(limit)
+    )
+    if after_id is not None:
+        query = query.where(Prospect.id > after_id)
+    rows = (await session.execute(query)).all()
+    return [
+        PendingHandoff(
+            prospect_id=pid,
+            from_state=status,
+            state_entered_at=entered,
+            to_agent=triggers[status].next_agent,
+        )
+        for pid, status, entered in rows
+    ]
+
+
+async def pending_for_prospect(
+    session: AsyncSession,
+    prospect_id: int,
+    triggers: Mapping[str, HandoffTrigger] = HANDOFF_TRIGGERS,
+) -> PendingHandoff | None:
+    """The handoff this prospect is waiting for now, if any (the same rules as the finder)."""
+    query = select(Prospect.id, Prospect.status, Prospect.status_changed_at).where(
+        Prospect.id == prospect_id,
+        Prospect.deleted_at.is_(None),
+        or_(*(trigger_clause(t) for t in triggers.values())),
+        not_yet_handed_off(),
+    )
+    row = (await session.execute(query)).first()
+    if row is None:
+        return None
+    pid, status, entered = row
+    return PendingHandoff(
+        prospect_id=pid, from_state=status, state_entered_at=entered,
+        to_agent=triggers[status].next_agent,
+    )  # fmt: skip
+
+
+async def why_not_pending(session: AsyncSession, pending: PendingHandoff) -> str | None:
+    """``None`` when the prospect still waits for exactly this handoff; otherwise why not."""
+    trigger = HANDOFF_TRIGGERS.get(pending.from_state)
+    query = select(
+        Prospect.status,
+        Prospect.status_changed_at,
+        Prospect.deleted_at,
+        trigger_clause(trigger) if trigger else Prospect.id.is_(None),
+    ).where(Prospect.id == pending.prospect_id)
+    row = (await session.execute(query)).first()
+    if row is None:
+        return "prospect no longer exists"
+    status, entered, deleted_at, admitted = row
+    if deleted_at is not None:
+        return "prospect was deleted"
+    if status != pending.from_state or entered != pending.state_entered_at:
+        return f"prospect moved to {status!r} at {entered.isoformat()}"
+    if not admitted:
+        return f"the {pending.from_state!r} trigger's condition no longer holds"
+    return None

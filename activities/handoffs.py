@@ -1,0 +1,286 @@
+"""Handoff I/O: find who waits, claim a handoff and its record lease, record the outcome.
+
+The ledger row (unique per prospect, state and state-entry time) is the exactly-once promise:
+a handoff is claimed by one workflow run; a retried activity of that run may go on; a later
+run may take over only an abandoned open row, or a failed one when explicitly retried.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities.handoff_queries import find_pending_page, pending_for_prospect, why_not_pending
+from db.dialect import insert_for
+from db.models import AgentControl, Event, Handoff, OrchestratorAction, RecordLock
+from pipeline.contract import AgentResult
+from pipeline.handoffs import (
+    OPEN_STATUSES,
+    RETRYABLE_STATUSES,
+    HandoffPolicy,
+    HandoffStatus,
+    PendingHandoff,
+)
+
+
+class FindPendingInput(BaseModel):
+    after_id: int | None = None
+
+
+class PendingPage(BaseModel):
+    items: list[PendingHandoff]
+    next_cursor: int | None
+    paused_agents: list[str] = []
+    policy: HandoffPolicy
+    page_size: int
+    max_children_per_run: int
+    start_batch: int
+
+
+class BeginInput(BaseModel):
+    pending: PendingHandoff
+    workflow_id: str
+    run_id: str
+    lease_ttl: timedelta
+    retry: bool = False
+
+
+class BeginResult(BaseModel):
+    outcome: Literal["leased", "blocked", "superseded", "done"]
+    attempt: int = 1
+    holder: str | None = None
+    """The agent holding the record lease, when blocked."""
+    reason: str | None = None
+
+
+class MarkInput(BaseModel):
+    handoff_id: str
+    status: HandoffStatus
+    detail: str | None = None
+
+
+class FinishInput(BaseModel):
+    pending: PendingHandoff
+    workflow_id: str
+    attempt: int
+    status: HandoffStatus
+    result: AgentResult | None = None
+    detail: str | None = None
+    find_next: bool = True
+
+
+class FinishResult(BaseModel):
+    next: PendingHandoff | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def begin_handoff(session: AsyncSession, input: BeginInput) -> BeginResult:
+    pending, now = input.pending, _now()
+    if reason := await why_not_pending(session, pending):
+        await _record_superseded(session, input, reason, now)
+        return BeginResult(outcome="superseded", reason=reason)
+    claim = await _claim(session, input, now)
+    if claim.outcome != "leased":
+        await session.commit()
+        return claim
+    holder = await _take_lease(session, pending, input.lease_ttl, now)
+    status = HandoffStatus.RUNNING if holder is None else HandoffStatus.BLOCKED
+    await _set_status(session, pending.id, status, f"lease held by {holder}" if holder else None)
+    await session.commit()
+    if holder is not None:
+        return BeginResult(outcome="blocked", attempt=claim.attempt, holder=holder)
+    return claim
+
+
+async def _claim(session: AsyncSession, input: BeginInput, now: datetime) -> BeginResult:
+    pending = input.pending
+    inserted = await session.execute(
+        insert_for(session, Handoff)
+        .values(
+            id=pending.id, prospect_id=pending.prospect_id, from_state=pending.from_state,
+            state_entered_at=pending.state_entered_at, to_agent=pending.to_agent,
+            status=HandoffStatus.PENDING.value, attempt=1, workflow_id=input.workflow_id,
+            workflow_run_id=input.run_id, created_at=now, updated_at=now,
+        )
+        .on_conflict_do_nothing()
+    )  # fmt: skip
+    if inserted.rowcount:
+        return BeginResult(outcome="leased", attempt=1)
+    row = await session.get(Handoff, pending.id, with_for_update=True)
+    if row is None:  # another state entry with the same key; cannot happen with one clock
+        return BeginResult(outcome="done", reason="ledger key taken by another row")
+    if row.workflow_run_id == input.run_id:
+        return BeginResult(outcome="leased", attempt=row.attempt)
+    status = HandoffStatus(row.status)
+    if status in OPEN_STATUSES or (input.retry and status in RETRYABLE_STATUSES):
+        row.attempt += 1
+        row.workflow_id, row.workflow_run_id = input.workflow_id, input.run_id
+        row.status, row.updated_at, row.finished_at = HandoffStatus.PENDING.value, now, None
+        return BeginResult(outcome="leased", attempt=row.attempt)
+    return BeginResult(outcome="done", attempt=row.attempt, reason=f"already {status.value}")
+
+
+async def _take_lease(
+    session: AsyncSession, pending: PendingHandoff, ttl: timedelta, now: datetime
+) -> str | None:
+    """Take the record lease for the target agent; the current holder when it is not ours."""
+    values = dict(agent_name=pending.to_agent, run_id=pending.id, acquired_at=now,
+                  expires_at=now + ttl)  # fmt: skip
+    taken = await session.execute(
+        insert_for(session, RecordLock)
+        .values(prospect_id=pending.prospect_id, **values)
+        .on_conflict_do_nothing()
+    )
+    if taken.rowcount:
+        return None
+    renewed = await session.execute(
+        update(RecordLock)
+        .where(
+            RecordLock.prospect_id == pending.prospect_id,
+            (RecordLock.run_id == pending.id) | (RecordLock.expires_at < now),
+        )
+        .values(**values)
+    )
+    if renewed.rowcount:
+        return None
+    holder = await session.scalar(
+        select(RecordLock.agent_name).where(RecordLock.prospect_id == pending.prospect_id)
+    )
+    return holder or "another holder"
+
+
+async def _record_superseded(
+    session: AsyncSession, input: BeginInput, reason: str, now: datetime
+) -> None:
+    pending = input.pending
+    await session.execute(
+        insert_for(session, Handoff)
+        .values(
+            id=pending.id, prospect_id=pending.prospect_id, from_state=pending.from_state,
+            state_entered_at=pending.state_entered_at, to_agent=pending.to_agent,
+            status=HandoffStatus.SUPERSEDED.value, attempt=1, workflow_id=input.workflow_id,
+            workflow_run_id=input.run_id, detail=reason, created_at=now, updated_at=now,
+            finished_at=now,
+        )
+        .on_conflict_do_nothing()
+    )  # fmt: skip
+    await session.commit()
+
+
+async def _set_status(
+    session: AsyncSession, handoff_id: str, status: HandoffStatus, detail: str | None
+) -> None:
+    await session.execute(
+        update(Handoff)
+        .where(Handoff.id == handoff_id)
+        .values(status=status.value, detail=detail, updated_at=_now())
+    )
+
+
+async def finish_handoff(session: AsyncSession, input: FinishInput) -> FinishResult:
+    """Release the lease, close the ledger row, audit it, and say what comes next."""
+    pending, now = input.pending, _now()
+    await session.execute(
+        delete(RecordLock).where(
+            RecordLock.prospect_id == pending.prospect_id, RecordLock.run_id == pending.id
+        )
+    )
+    closed = await session.execute(
+        update(Handoff)
+        .where(Handoff.id == pending.id, Handoff.finished_at.is_(None))
+        .values(
+            status=input.status.value,
+            result=input.result.model_dump(mode="json") if input.result else None,
+            detail=input.detail,
+            updated_at=now,
+            finished_at=now,
+        )
+    )
+    if closed.rowcount:  # first time for this attempt: audit and announce it once
+        _audit(session, input, now)
+    await session.commit()
+    if input.status is not HandoffStatus.COMPLETED or not input.find_next:
+        return FinishResult()
+    return FinishResult(next=await pending_for_prospect(session, pending.prospect_id))
+
+
+def _audit(session: AsyncSession, input: FinishInput, now: datetime) -> None:
+    pending = input.pending
+    action = (
+        "handoff_executed"
+        if input.status is HandoffStatus.COMPLETED
+        else (f"handoff_{input.status.value}")
+    )
+    details = {
+        "handoff_id": pending.id, "from_state": pending.from_state,
+        "to_agent": pending.to_agent, "attempt": input.attempt, "outcome": input.status.value,
+        "detail": input.detail,
+        "result": input.result.model_dump(mode="json") if input.result else None,
+    }  # fmt: skip
+    session.add(
+        OrchestratorAction(
+            action=action, prospect_id=pending.prospect_id, agent_name=pending.to_agent,
+            workflow_id=input.workflow_id, details=details, created_at=now,
+        )
+    )  # fmt: skip
+    session.add(
+        Event(
+            dedup_key=f"handoff:{pending.id}:{input.attempt}:{input.status.value}",
+            kind=f"handoff_{input.status.value}", agent_name=pending.to_agent,
+            payload={**details, "prospect_id": pending.prospect_id}, created_at=now,
+        )
+    )  # fmt: skip
+
+
+class HandoffActivities:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        policy: HandoffPolicy,
+        *,
+        page_size: int = 500,
+        max_children_per_run: int = 1000,
+        start_batch: int = 100,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._policy = policy
+        self._page = (page_size, max_children_per_run, start_batch)
+
+    @activity.defn(name="find_pending_handoffs")
+    async def find_pending_handoffs(self, input: FindPendingInput) -> PendingPage:
+        page_size, max_children, batch = self._page
+        async with self._sessionmaker() as session:
+            items = await find_pending_page(session, input.after_id, page_size)
+            paused = await session.scalars(
+                select(AgentControl.agent_name).where(AgentControl.paused.is_(True))
+            )
+            paused_agents = sorted(paused)
+        cursor = items[-1].prospect_id if len(items) == page_size else None
+        return PendingPage(
+            items=items, next_cursor=cursor, paused_agents=paused_agents, policy=self._policy,
+            page_size=page_size, max_children_per_run=max_children, start_batch=batch,
+        )  # fmt: skip
+
+    @activity.defn(name="begin_handoff")
+    async def begin_handoff(self, input: BeginInput) -> BeginResult:
+        async with self._sessionmaker() as session:
+            return await begin_handoff(session, input)
+
+    @activity.defn(name="mark_handoff")
+    async def mark_handoff(self, input: MarkInput) -> None:
+        async with self._sessionmaker() as session:
+            await _set_status(session, input.handoff_id, input.status, input.detail)
+            await session.commit()
+
+    @activity.defn(name="finish_handoff")
+    async def finish_handoff(self, input: FinishInput) -> FinishResult:
+        async with self._sessionmaker() as session:
+            return await finish_handoff(session, input)

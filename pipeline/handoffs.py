@@ -1,0 +1,87 @@
+"""Handoff vocabulary and policy: identities, statuses, and the knobs a handoff runs with."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from pipeline.contract import AgentResult
+
+
+class HandoffStatus(StrEnum):
+    PENDING = "pending"
+    BLOCKED = "blocked"
+    RUNNING = "running"
+    STALLED = "stalled"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+    CANCELLED = "cancelled"
+
+
+OPEN_STATUSES = frozenset(
+    {HandoffStatus.PENDING, HandoffStatus.BLOCKED, HandoffStatus.RUNNING, HandoffStatus.STALLED}
+)
+RETRYABLE_STATUSES = frozenset({HandoffStatus.FAILED, HandoffStatus.CANCELLED})
+
+
+def handoff_id(prospect_id: int, from_state: str, state_entered_at: datetime) -> str:
+    """One id per entry of a prospect into a state: the exactly-once key, and the
+    idempotency key the agent receives."""
+    micros = int(state_entered_at.timestamp() * 1_000_000)
+    return f"{prospect_id}:{from_state}:{micros}"
+
+
+def handoff_workflow_id(prospect_id: int) -> str:
+    """One open handoff workflow per prospect: a second start is refused by Temporal."""
+    return f"handoff-{prospect_id}"
+
+
+class PendingHandoff(BaseModel):
+    prospect_id: int
+    from_state: str
+    state_entered_at: datetime
+    to_agent: str
+
+    @property
+    def id(self) -> str:
+        return handoff_id(self.prospect_id, self.from_state, self.state_entered_at)
+
+
+Transport = Literal["temporal", "http"]
+
+
+class HandoffPolicy(BaseModel):
+    """Timeouts and limits, read from settings by an activity and carried in workflow input
+    (workflows cannot read configuration themselves)."""
+
+    stall_after: timedelta = timedelta(minutes=10)
+    hard_timeout: timedelta = timedelta(hours=1)
+    blocked_retry_interval: timedelta = timedelta(seconds=30)
+    agent_max_attempts: int = Field(3, ge=1)
+    lease_margin: timedelta = timedelta(minutes=5)
+    max_chain: int = Field(20, ge=1)
+    transports: dict[str, Transport] = {}
+
+    def transport(self, agent: str) -> Transport:
+        return self.transports.get(agent, "temporal")
+
+
+class HandoffState(BaseModel):
+    """What the ``state`` query returns: everything an operator wants to know at once."""
+
+    handoff_id: str
+    prospect_id: int
+    from_state: str
+    to_agent: str
+    status: HandoffStatus
+    attempt: int = 1
+    blocked_by: str | None = None
+    detail: str | None = None
+    result: AgentResult | None = None
+    updated_at: datetime | None = None
+    chain: list[str] = []
+    """Handoff ids already completed by earlier runs of this chain."""

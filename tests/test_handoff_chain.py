@@ -1,0 +1,106 @@
+"""Handoffs on a real Temporal server with stand-in agents: triggers, the immediate chain,
+exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import pytest
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowHandle
+
+from db.models import Handoff, OrchestratorAction, RecordLock
+from orchestrator.settings import Settings
+from pipeline.handoffs import handoff_workflow_id
+from tests.agents import FakeAgent, prospect_status
+from tests.factories import add, prospect
+from worker import build_worker
+from workflows.cycle import CycleWorkflow
+from workflows.types import CycleInput, CycleSummary
+
+AGENTS = ("hygiene", "researcher", "outreach")
+
+
+@pytest.fixture
+def agents(sessionmaker) -> dict[str, FakeAgent]:
+    return {name: FakeAgent(name, sessionmaker) for name in AGENTS}
+
+
+@asynccontextmanager
+async def running(client: Client, sessionmaker, settings: Settings,
+                  agents: dict[str, FakeAgent]) -> AsyncIterator[None]:  # fmt: skip
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(build_worker(client, sessionmaker, settings))
+        for agent in agents.values():
+            await stack.enter_async_context(agent.worker(client))
+        yield
+
+
+async def sweep(client: Client, settings: Settings) -> CycleSummary:
+    return await client.execute_workflow(
+        CycleWorkflow.run, CycleInput(mode="handoffs"),
+        id=f"sweep-{uuid.uuid4().hex[:10]}", task_queue=settings.temporal.task_queue,
+    )  # fmt: skip
+
+
+async def wait_closed(client: Client, prospect_id: int) -> WorkflowHandle:
+    handle = client.get_workflow_handle(handoff_workflow_id(prospect_id))
+    await handle.result()  # follows continue-as-new to the end of the chain
+    return handle
+
+
+async def ledger(sessionmaker, prospect_id: int) -> list[Handoff]:
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(Handoff).where(Handoff.prospect_id == prospect_id).order_by(Handoff.created_at)
+        )
+        return list(rows)
+
+
+async def test_identified_prospect_reaches_outreach_through_three_agents_in_one_chain(
+    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+) -> None:
+    await add(sessionmaker, *prospect("identified", pid=1))
+    async with running(client, sessionmaker, worker_settings, agents):
+        summary = await sweep(client, worker_settings)
+        await wait_closed(client, 1)
+    assert summary.handoffs is not None
+    assert (summary.handoffs.pending, summary.handoffs.started) == (1, 1)
+    assert await prospect_status(sessionmaker, 1) == "in_sequence"
+    rows = await ledger(sessionmaker, 1)
+    assert [(r.from_state, r.to_agent, r.status) for r in rows] == [
+        ("identified", "hygiene", "completed"),
+        ("scored", "researcher", "completed"),
+        ("research_complete", "outreach", "completed"),
+    ]
+    assert {name: sum(a.work.values()) for name, a in agents.items()} == {
+        "hygiene": 1, "researcher": 1, "outreach": 1,
+    }  # fmt: skip
+    async with sessionmaker() as session:
+        actions = list(await session.scalars(select(OrchestratorAction)))
+        locks = list(await session.scalars(select(RecordLock)))
+    assert [a.action for a in actions] == ["handoff_executed"] * 3
+    assert actions[0].details["from_state"] == "identified"
+    assert actions[0].details["to_agent"] == "hygiene"
+    assert locks == []
+
+
+async def test_overlapping_sweeps_trigger_each_agent_once(
+    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+) -> None:
+    for pid in range(1, 21):
+        await add(sessionmaker, *prospect("identified", pid=pid))
+    async with running(client, sessionmaker, worker_settings, agents):
+        summaries = await asyncio.gather(*(sweep(client, worker_settings) for _ in range(3)))
+        for pid in range(1, 21):
+            await wait_closed(client, pid)
+        again = await sweep(client, worker_settings)
+    started = sum(s.handoffs.started for s in summaries if s.handoffs)
+    assert started >= 20
+    for agent in agents.values():
+        assert set(agent.work.values()) == {1}, agent.work
+        assert len(agent.work) == 20
+    assert again.handoffs is not None and again.handoffs.pending == 0

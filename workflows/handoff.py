@@ -1,0 +1,260 @@
+"""One prospect's handoff to the next agent, and on along the chain while the agent's work
+moves the prospect into another state that has a trigger (the spec's ``trigger: immediate``).
+
+Its workflow id comes from the prospect, so at most one is open per prospect. Database steps
+are local activities (cheap, and part of this workflow's task); the agent's work is a regular
+activity on the agent's own task queue, or a signed HTTP call answered now or by callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.agent_http import HttpAgentActivities
+    from activities.handoffs import (
+        BeginInput,
+        BeginResult,
+        FinishInput,
+        FinishResult,
+        HandoffActivities,
+        MarkInput,
+    )
+    from pipeline.contract import PROCESS_PROSPECT, AgentResult, AgentTask, ResultStatus
+    from pipeline.contract import agent_task_queue as agent_queue
+    from pipeline.handoffs import (
+        HandoffPolicy,
+        HandoffState,
+        HandoffStatus,
+        PendingHandoff,
+    )
+    from workflows.search_attributes import AGENT_NAME, HANDOFF_STATUS, PROSPECT_ID
+
+LOCAL_TIMEOUT = timedelta(seconds=30)
+LOCAL_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=20)
+
+
+class HandoffInput(BaseModel):
+    pending: PendingHandoff
+    policy: HandoffPolicy = HandoffPolicy()
+    retry: bool = False
+    """An operator's retry of a failed or cancelled handoff: it may take the ledger row over."""
+    chain: list[str] = []
+
+
+class CompleteInput(BaseModel):
+    """An HTTP agent's late answer, delivered through the API's callback."""
+
+    handoff_id: str
+    result: AgentResult
+
+
+class _Outcome(BaseModel):
+    status: HandoffStatus
+    result: AgentResult | None = None
+    detail: str | None = None
+
+
+@workflow.defn(name="handoff")
+class HandoffWorkflow:
+    def __init__(self) -> None:
+        self._state: HandoffState | None = None
+        self._retry_requested = False
+        self._completion: CompleteInput | None = None
+
+    @workflow.run
+    async def run(self, input: HandoffInput) -> HandoffState:
+        """Hand off, and keep handing off in this same run while the agent's work leaves the
+        prospect waiting for another agent. (A new run per hop would be cleaner history, but
+        Temporal delays every new run of one workflow id by about a second.)"""
+        current = input
+        while True:
+            finished = await self._hand_off(current)
+            assert self._state is not None
+            if finished is None or finished.next is None:
+                return self._state
+            current = HandoffInput(
+                pending=finished.next, policy=current.policy,
+                chain=[*current.chain, current.pending.id],
+            )  # fmt: skip
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(current)
+
+    async def _hand_off(self, input: HandoffInput) -> FinishResult | None:
+        """One handoff; ``None`` when it was superseded before any agent was triggered."""
+        pending = input.pending
+        self._state = HandoffState(
+            handoff_id=pending.id, prospect_id=pending.prospect_id,
+            from_state=pending.from_state, to_agent=pending.to_agent,
+            status=HandoffStatus.PENDING, chain=input.chain,
+        )  # fmt: skip
+        self._retry_requested, self._completion = False, None
+        workflow.upsert_search_attributes(
+            [
+                PROSPECT_ID.value_set(str(pending.prospect_id)),
+                AGENT_NAME.value_set(pending.to_agent),
+            ]
+        )
+        self._set_status(HandoffStatus.PENDING)
+        try:
+            begun = await self._begin_until_leased(input)
+            if begun.outcome in ("superseded", "done"):
+                self._closed(HandoffStatus.SUPERSEDED, begun.reason)
+                return None
+            self._state.attempt = begun.attempt
+            self._state.blocked_by = None
+            self._set_status(HandoffStatus.RUNNING)
+            outcome = await self._trigger_agent(input)
+        except asyncio.CancelledError:
+            cancelled = _Outcome(status=HandoffStatus.CANCELLED, detail="cancelled by an operator")
+            await self._finish(input, cancelled)
+            raise
+        return await self._finish(input, outcome)
+
+    @workflow.query(name="state")
+    def state(self) -> HandoffState | None:
+        return self._state
+
+    @workflow.signal(name="retry")
+    def retry(self) -> None:
+        """Try the record lease again now instead of at the next timer."""
+        self._retry_requested = True
+
+    @workflow.signal(name="complete")
+    def complete(self, input: CompleteInput) -> None:
+        if self._state is not None and input.handoff_id == self._state.handoff_id:
+            self._completion = input
+
+    async def _begin_until_leased(self, input: HandoffInput) -> BeginResult:
+        """Claim the ledger row and the lease; while another agent holds the lease, wait on a
+        durable timer (or a ``retry`` signal) and try again."""
+        info = workflow.info()
+        ttl = input.policy.hard_timeout + input.policy.lease_margin
+        begin = BeginInput(pending=input.pending, workflow_id=info.workflow_id,
+                           run_id=info.run_id, lease_ttl=ttl, retry=input.retry)  # fmt: skip
+        while True:
+            result = await workflow.execute_local_activity_method(
+                HandoffActivities.begin_handoff, begin,
+                start_to_close_timeout=LOCAL_TIMEOUT, retry_policy=LOCAL_RETRY,
+            )  # fmt: skip
+            if result.outcome != "blocked":
+                return result
+            assert self._state is not None
+            self._state.blocked_by = result.holder
+            self._set_status(HandoffStatus.BLOCKED, f"record lease held by {result.holder}")
+            self._retry_requested = False
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._retry_requested,
+                    timeout=input.policy.blocked_retry_interval,
+                    timeout_summary="blocked: retry the record lease",
+                )
+
+    async def _trigger_agent(self, input: HandoffInput) -> _Outcome:
+        assert self._state is not None
+        task = AgentTask(handoff_id=input.pending.id, prospect_id=input.pending.prospect_id,
+                         from_state=input.pending.from_state, agent=input.pending.to_agent,
+                         attempt=self._state.attempt)  # fmt: skip
+        try:
+            if input.policy.transport(task.agent) == "http":
+                result = await self._call_http_agent(task, input.policy)
+            else:
+                result = await self._call_temporal_agent(task, input.policy)
+        except ActivityError as err:
+            return _Outcome(status=HandoffStatus.FAILED, detail=_cause(err))
+        except ApplicationError as err:
+            return _Outcome(status=HandoffStatus.FAILED, detail=err.message)
+        if result.status is ResultStatus.FAILED:
+            return _Outcome(status=HandoffStatus.FAILED, result=result, detail=result.detail)
+        return _Outcome(status=HandoffStatus.COMPLETED, result=result, detail=result.detail)
+
+    async def _call_temporal_agent(self, task: AgentTask, policy: HandoffPolicy) -> AgentResult:
+        handle = workflow.start_activity(
+            PROCESS_PROSPECT, task, task_queue=agent_queue(task.agent), result_type=AgentResult,
+            schedule_to_close_timeout=policy.hard_timeout,
+            retry_policy=RetryPolicy(maximum_attempts=policy.agent_max_attempts,
+                                     maximum_interval=timedelta(seconds=30)),
+            summary=f"{task.agent}: {task.from_state} prospect {task.prospect_id}",
+        )  # fmt: skip
+        await self._flag_stall(lambda: handle.done(), policy.stall_after)
+        return await handle
+
+    async def _call_http_agent(self, task: AgentTask, policy: HandoffPolicy) -> AgentResult:
+        ack = await workflow.execute_activity_method(
+            HttpAgentActivities.trigger_http_agent, task,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_attempts=policy.agent_max_attempts,
+                                     maximum_interval=timedelta(seconds=30)),
+        )  # fmt: skip
+        if ack.result is not None:
+            return ack.result
+        await self._flag_stall(lambda: self._completion is not None, policy.stall_after)
+        remaining = max(policy.hard_timeout - policy.stall_after, timedelta(seconds=1))
+        try:
+            await workflow.wait_condition(
+                lambda: self._completion is not None, timeout=remaining,
+                timeout_summary="hard timeout for the agent's callback",
+            )  # fmt: skip
+        except TimeoutError:
+            raise ApplicationError(
+                f"{task.agent} accepted the task but did not call back within {policy.hard_timeout}"
+            ) from None
+        assert self._completion is not None
+        return self._completion.result
+
+    async def _flag_stall(self, done: Callable[[], bool], after: timedelta) -> None:
+        """Past the stall deadline the handoff is marked stalled and keeps waiting."""
+        try:
+            await workflow.wait_condition(done, timeout=after, timeout_summary="stall deadline")
+        except TimeoutError:
+            self._set_status(HandoffStatus.STALLED, f"no answer from the agent after {after}")
+            assert self._state is not None
+            await workflow.execute_local_activity_method(
+                HandoffActivities.mark_handoff,
+                MarkInput(handoff_id=self._state.handoff_id, status=HandoffStatus.STALLED,
+                          detail=self._state.detail),
+                start_to_close_timeout=LOCAL_TIMEOUT, retry_policy=LOCAL_RETRY,
+            )  # fmt: skip
+
+    async def _finish(self, input: HandoffInput, outcome: _Outcome) -> FinishResult:
+        assert self._state is not None
+        finish = FinishInput(
+            pending=input.pending, workflow_id=workflow.info().workflow_id,
+            attempt=self._state.attempt, status=outcome.status, result=outcome.result,
+            detail=outcome.detail,
+            find_next=len(input.chain) + 1 < input.policy.max_chain,
+        )  # fmt: skip
+        finished = await workflow.execute_local_activity_method(
+            HandoffActivities.finish_handoff, finish,
+            start_to_close_timeout=LOCAL_TIMEOUT, retry_policy=LOCAL_RETRY,
+        )  # fmt: skip
+        self._state.result = outcome.result
+        self._closed(outcome.status, outcome.detail)
+        return finished
+
+    def _set_status(self, status: HandoffStatus, detail: str | None = None) -> None:
+        assert self._state is not None
+        self._state.status, self._state.detail = status, detail
+        self._state.updated_at = workflow.now()
+        workflow.upsert_search_attributes([HANDOFF_STATUS.value_set(status.value)])
+
+    def _closed(self, status: HandoffStatus, detail: str | None) -> HandoffState:
+        self._set_status(status, detail)
+        assert self._state is not None
+        return self._state
+
+
+def _cause(err: ActivityError) -> str:
+    cause = err.cause
+    while cause is not None and cause.cause is not None and not str(cause):
+        cause = cause.cause
+    return str(cause or err)

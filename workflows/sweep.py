@@ -1,0 +1,56 @@
+"""Starting handoff children for one page of pending prospects, a batch at a time.
+
+A duplicate start is Temporal telling us the prospect's handoff is already open: counted as
+``already_running``, never run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.handoffs import PendingPage
+    from pipeline.handoffs import PendingHandoff, handoff_workflow_id
+    from workflows.handoff import HandoffInput, HandoffWorkflow
+    from workflows.search_attributes import handoff_attributes
+    from workflows.types import HandoffSweepSummary
+
+
+async def start_page(page: PendingPage, summary: HandoffSweepSummary) -> int:
+    """Start a handoff per pending prospect of the page; returns how many were started."""
+    summary.pages += 1
+    summary.pending += len(page.items)
+    runnable = [p for p in page.items if p.to_agent not in page.paused_agents]
+    summary.deferred += len(page.items) - len(runnable)
+    started = 0
+    for i in range(0, len(runnable), page.start_batch):
+        batch = runnable[i : i + page.start_batch]
+        outcomes = await asyncio.gather(*(_start(p, page) for p in batch))
+        started += outcomes.count("started")
+        summary.already_running += outcomes.count("already_running")
+        summary.failed += outcomes.count("failed")
+    summary.started += started
+    return started
+
+
+async def _start(pending: PendingHandoff, page: PendingPage) -> str:
+    try:
+        await workflow.start_child_workflow(
+            HandoffWorkflow.run,
+            HandoffInput(pending=pending, policy=page.policy),
+            id=handoff_workflow_id(pending.prospect_id),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=handoff_attributes(pending.prospect_id, pending.to_agent),
+            static_summary=f"{pending.from_state} → {pending.to_agent}, "
+            f"prospect {pending.prospect_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        return "already_running"
+    except Exception as exc:  # a start refused for another reason is counted, not fatal
+        workflow.logger.warning("could not start handoff for %s: %s", pending.id, exc)
+        return "failed"
+    return "started"
