@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.routes import orchestrator
+from api.routes import handoffs, orchestrator
 from api.temporal import TemporalGateway
 from db.engine import create_engine, create_sessionmaker
 from orchestrator.settings import Settings, get_settings
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         lifespan=lifespan,
     )
     app.include_router(orchestrator.router)
+    app.include_router(handoffs.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RPCError, _temporal_error)
     app.add_exception_handler(Exception, _unexpected_error)

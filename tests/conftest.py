@@ -18,6 +18,8 @@ from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from orchestrator.devserver import find_binary
 from orchestrator.settings import Settings, TemporalSettings
+from tests.agents import FakeAgent
+from tests.handoff_support import AGENTS
 from tests.pg import PgCluster, PostgresUnavailable, start_cluster
 from workflows.search_attributes import ALL
 
@@ -102,3 +104,9 @@ def worker_settings(settings: Settings, client: Client) -> Settings:
         update={"address": client.service_client.config.target_host}
     )
     return settings.model_copy(update={"temporal": temporal})
+
+
+@pytest.fixture
+def agents(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, FakeAgent]:
+    """Stand-in hygiene, researcher and outreach agents writing to this test's database."""
+    return {name: FakeAgent(name, sessionmaker) for name in AGENTS}

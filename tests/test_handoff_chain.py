@@ -4,60 +4,15 @@ exactly once."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 
-import pytest
 from sqlalchemy import select
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 
-from db.models import Handoff, OrchestratorAction, RecordLock
+from db.models import OrchestratorAction
 from orchestrator.settings import Settings
-from pipeline.handoffs import handoff_workflow_id
 from tests.agents import FakeAgent, prospect_status
 from tests.factories import add, prospect
-from worker import build_worker
-from workflows.cycle import CycleWorkflow
-from workflows.types import CycleInput, CycleSummary
-
-AGENTS = ("hygiene", "researcher", "outreach")
-
-
-@pytest.fixture
-def agents(sessionmaker) -> dict[str, FakeAgent]:
-    return {name: FakeAgent(name, sessionmaker) for name in AGENTS}
-
-
-@asynccontextmanager
-async def running(client: Client, sessionmaker, settings: Settings,
-                  agents: dict[str, FakeAgent]) -> AsyncIterator[None]:  # fmt: skip
-    async with AsyncExitStack() as stack:
-        await stack.enter_async_context(build_worker(client, sessionmaker, settings))
-        for agent in agents.values():
-            await stack.enter_async_context(agent.worker(client))
-        yield
-
-
-async def sweep(client: Client, settings: Settings) -> CycleSummary:
-    return await client.execute_workflow(
-        CycleWorkflow.run, CycleInput(mode="handoffs"),
-        id=f"sweep-{uuid.uuid4().hex[:10]}", task_queue=settings.temporal.task_queue,
-    )  # fmt: skip
-
-
-async def wait_closed(client: Client, prospect_id: int) -> WorkflowHandle:
-    handle = client.get_workflow_handle(handoff_workflow_id(prospect_id))
-    await handle.result()  # follows continue-as-new to the end of the chain
-    return handle
-
-
-async def ledger(sessionmaker, prospect_id: int) -> list[Handoff]:
-    async with sessionmaker() as session:
-        rows = await session.scalars(
-            select(Handoff).where(Handoff.prospect_id == prospect_id).order_by(Handoff.created_at)
-        )
-        return list(rows)
+from tests.handoff_support import ledger, locks, running, sweep, wait_closed
 
 
 async def test_identified_prospect_reaches_outreach_through_three_agents_in_one_chain(
@@ -81,11 +36,10 @@ async def test_identified_prospect_reaches_outreach_through_three_agents_in_one_
     }  # fmt: skip
     async with sessionmaker() as session:
         actions = list(await session.scalars(select(OrchestratorAction)))
-        locks = list(await session.scalars(select(RecordLock)))
     assert [a.action for a in actions] == ["handoff_executed"] * 3
     assert actions[0].details["from_state"] == "identified"
     assert actions[0].details["to_agent"] == "hygiene"
-    assert locks == []
+    assert await locks(sessionmaker) == []
 
 
 async def test_overlapping_sweeps_trigger_each_agent_once(

@@ -16,7 +16,12 @@ from datetime import timedelta
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_http import HttpAgentActivities
@@ -114,7 +119,7 @@ class HandoffWorkflow:
             self._state.blocked_by = None
             self._set_status(HandoffStatus.RUNNING)
             outcome = await self._trigger_agent(input)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, CancelledError):
             cancelled = _Outcome(status=HandoffStatus.CANCELLED, detail="cancelled by an operator")
             await self._finish(input, cancelled)
             raise
@@ -170,6 +175,8 @@ class HandoffWorkflow:
             else:
                 result = await self._call_temporal_agent(task, input.policy)
         except ActivityError as err:
+            if is_cancelled_exception(err):  # the workflow was cancelled while the agent ran
+                raise asyncio.CancelledError from err
             return _Outcome(status=HandoffStatus.FAILED, detail=_cause(err))
         except ApplicationError as err:
             return _Outcome(status=HandoffStatus.FAILED, detail=err.message)

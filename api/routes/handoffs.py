@@ -1,0 +1,246 @@
+"""Handoffs: the ledger, a prospect's live handoff, and operator actions onto running
+workflows (retry, cancel), plus the completion callback of HTTP agents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select, tuple_
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
+from api.routes.orchestrator import workflow_url
+from db.models import Handoff
+from orchestrator.signing import SIGNATURE_HEADER, verify
+from pipeline.contract import AgentResult
+from pipeline.handoffs import (
+    RETRYABLE_STATUSES,
+    HandoffState,
+    HandoffStatus,
+    PendingHandoff,
+    handoff_workflow_id,
+)
+from workflows.handoff import CompleteInput, HandoffInput, HandoffWorkflow
+from workflows.search_attributes import handoff_attributes
+
+router = APIRouter(prefix="/api/v1", tags=["handoffs"])
+HandoffIdPath = Annotated[str, Path(max_length=128, description="prospect:state:micros")]
+
+
+class HandoffOut(BaseModel):
+    id: str
+    prospect_id: int
+    from_state: str
+    state_entered_at: datetime
+    to_agent: str
+    status: str
+    attempt: int
+    workflow_id: str | None
+    detail: str | None
+    result: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class HandoffPage(BaseModel):
+    items: list[HandoffOut]
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next (older) page."""
+
+
+class ProspectHandoffs(BaseModel):
+    prospect_id: int
+    live: HandoffState | None
+    """The open handoff workflow's own state (query), when one is running."""
+    workflow_id: str
+    web_ui_url: str
+    history: list[HandoffOut]
+
+
+class ActionResult(BaseModel):
+    handoff_id: str
+    action: str
+    workflow_id: str
+
+
+@router.get("/handoffs", response_model=HandoffPage)
+async def list_handoffs(
+    *,
+    session: SessionDep,
+    status: HandoffStatus | None = None,
+    agent: Annotated[str | None, Query(max_length=64)] = None,
+    prospect_id: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> HandoffPage:
+    """The handoff ledger, newest first, filterable by status, agent and prospect."""
+    query = select(Handoff).order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(Handoff.status == status.value)
+    if agent is not None:
+        query = query.where(Handoff.to_agent == agent)
+    if prospect_id is not None:
+        query = query.where(Handoff.prospect_id == prospect_id)
+    if cursor is not None:
+        created, last_id = _parse_cursor(cursor)
+        query = query.where(tuple_(Handoff.created_at, Handoff.id) < tuple_(created, last_id))
+    rows = list(await session.scalars(query))
+    next_cursor = f"{rows[-1].created_at.isoformat()}|{rows[-1].id}" if len(rows) == limit else None
+    return HandoffPage(items=[_out(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/prospects/{prospect_id}/handoff", response_model=ProspectHandoffs)
+async def prospect_handoff(
+    *,
+    prospect_id: Annotated[int, Path(ge=1)],
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> ProspectHandoffs:
+    """A prospect's live handoff (queried from its workflow) and its handoff history."""
+    rows = list(
+        await session.scalars(
+            select(Handoff)
+            .where(Handoff.prospect_id == prospect_id)
+            .order_by(Handoff.created_at.desc())
+        )
+    )
+    client = await temporal_client(temporal)
+    workflow_id = handoff_workflow_id(prospect_id)
+    live = await _live_state(client.get_workflow_handle(workflow_id))
+    if live is None and not rows:
+        raise HTTPException(404, detail=f"prospect {prospect_id} has never been handed off")
+    return ProspectHandoffs(
+        prospect_id=prospect_id, live=live, workflow_id=workflow_id,
+        web_ui_url=workflow_url(settings, workflow_id), history=[_out(r) for r in rows],
+    )  # fmt: skip
+
+
+@router.post("/handoffs/{handoff_id}/retry", response_model=ActionResult, status_code=202)
+async def retry_handoff(
+    *, handoff_id: HandoffIdPath, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+) -> ActionResult:
+    """Blocked: try the lease again now. Failed or cancelled: run the handoff again."""
+    row = await _ledger_row(session, handoff_id)
+    client = await temporal_client(temporal)
+    handle = client.get_workflow_handle(handoff_workflow_id(row.prospect_id))
+    live = await _live_state(handle)
+    if live is not None and live.handoff_id == handoff_id:
+        if live.status is not HandoffStatus.BLOCKED:
+            raise HTTPException(409, detail=_not_retryable(handoff_id, live.status.value))
+        await handle.signal(HandoffWorkflow.retry)
+        return ActionResult(handoff_id=handoff_id, action="signalled", workflow_id=handle.id)
+    if HandoffStatus(row.status) not in RETRYABLE_STATUSES:
+        raise HTTPException(409, detail=_not_retryable(handoff_id, row.status))
+    if live is not None:
+        raise HTTPException(409, detail=f"prospect {row.prospect_id} has another handoff "
+                            f"open ({live.handoff_id}); retry after it ends")  # fmt: skip
+    await _restart(client, settings, row)
+    return ActionResult(handoff_id=handoff_id, action="restarted", workflow_id=handle.id)
+
+
+@router.post("/handoffs/{handoff_id}/cancel", response_model=ActionResult, status_code=202)
+async def cancel_handoff(
+    *, handoff_id: HandoffIdPath, session: SessionDep, temporal: TemporalDep
+) -> ActionResult:
+    """Cancel an open handoff; it releases its lease and is recorded as cancelled."""
+    row = await _ledger_row(session, handoff_id)
+    client = await temporal_client(temporal)
+    handle = client.get_workflow_handle(handoff_workflow_id(row.prospect_id))
+    live = await _live_state(handle)
+    if live is None or live.handoff_id != handoff_id:
+        raise HTTPException(409, detail=f"handoff {handoff_id} is not running ({row.status})")
+    await handle.cancel()
+    return ActionResult(handoff_id=handoff_id, action="cancel_requested", workflow_id=handle.id)
+
+
+@router.post("/handoffs/{handoff_id}/complete", response_model=ActionResult, status_code=202)
+async def complete_handoff(
+    *,
+    handoff_id: HandoffIdPath,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
+) -> ActionResult:
+    """An HTTP agent's answer to a task it accepted with 202 (signed like the task was)."""
+    body = await request.body()
+    row = await _ledger_row(session, handoff_id)
+    endpoint = settings.agent_endpoints.get(row.to_agent)
+    secret = endpoint.secret if endpoint is not None else None
+    if secret is not None and not verify(body, secret.get_secret_value(), signature):
+        raise HTTPException(401, detail=f"missing or invalid {SIGNATURE_HEADER}")
+    try:
+        result = AgentResult.model_validate_json(body)
+    except ValidationError as exc:
+        raise HTTPException(422, detail=f"invalid agent result: {exc.errors()[0]['msg']}") from exc
+    client = await temporal_client(temporal)
+    handle = client.get_workflow_handle(handoff_workflow_id(row.prospect_id))
+    live = await _live_state(handle)
+    if live is None or live.handoff_id != handoff_id:
+        raise HTTPException(409, detail=f"handoff {handoff_id} is not waiting for a result")
+    await handle.signal(
+        HandoffWorkflow.complete, CompleteInput(handoff_id=handoff_id, result=result)
+    )
+    return ActionResult(handoff_id=handoff_id, action="completed", workflow_id=handle.id)
+
+
+async def _ledger_row(session: SessionDep, handoff_id: str) -> Handoff:
+    row = await session.get(Handoff, handoff_id)
+    if row is None:
+        raise HTTPException(404, detail=f"no handoff {handoff_id!r} in the ledger")
+    return row
+
+
+async def _live_state(handle: WorkflowHandle) -> HandoffState | None:
+    """The open workflow's state, or None when no handoff workflow is running."""
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if description.status is not WorkflowExecutionStatus.RUNNING:
+        return None
+    return await handle.query(HandoffWorkflow.state)
+
+
+async def _restart(client: Client, settings: SettingsDep, row: Handoff) -> None:
+    pending = PendingHandoff(
+        prospect_id=row.prospect_id, from_state=row.from_state,
+        state_entered_at=row.state_entered_at, to_agent=row.to_agent,
+    )  # fmt: skip
+    await client.start_workflow(
+        HandoffWorkflow.run,
+        HandoffInput(pending=pending, policy=settings.handoffs.policy(settings.agent_endpoints),
+                     retry=True),
+        id=handoff_workflow_id(row.prospect_id),
+        task_queue=settings.temporal.task_queue,
+        search_attributes=handoff_attributes(row.prospect_id, row.to_agent),
+        static_summary=f"retry: {row.from_state} → {row.to_agent}, prospect {row.prospect_id}",
+    )  # fmt: skip
+
+
+def _not_retryable(handoff_id: str, status: str) -> str:
+    return (
+        f"handoff {handoff_id} is {status}; only blocked, failed or cancelled handoffs "
+        "can be retried"
+    )
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, last_id = cursor.split("|", 1)
+        return datetime.fromisoformat(created), last_id
+    except ValueError as exc:
+        raise HTTPException(422, detail="cursor: not a value returned as next_cursor") from exc
+
+
+def _out(row: Handoff) -> HandoffOut:
+    return HandoffOut.model_validate(row, from_attributes=True)

@@ -1,0 +1,85 @@
+"""Running the orchestrator with stand-in agents, and reading what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowHandle
+
+from db.models import Handoff, RecordLock
+from orchestrator.settings import Settings
+from pipeline.handoffs import HandoffState, handoff_workflow_id
+from tests.agents import FakeAgent
+from worker import build_worker
+from workflows.cycle import CycleWorkflow
+from workflows.handoff import HandoffWorkflow
+from workflows.types import CycleInput, CycleSummary
+
+AGENTS = ("hygiene", "researcher", "outreach")
+
+
+@asynccontextmanager
+async def running(
+    client: Client, sessionmaker, settings: Settings, agents: dict[str, FakeAgent]
+) -> AsyncIterator[None]:
+    """The orchestrator's worker and each agent's worker, until the block ends."""
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(build_worker(client, sessionmaker, settings))
+        for agent in agents.values():
+            await stack.enter_async_context(agent.worker(client))
+        yield
+
+
+async def sweep(client: Client, settings: Settings) -> CycleSummary:
+    return await client.execute_workflow(
+        CycleWorkflow.run, CycleInput(mode="handoffs"),
+        id=f"sweep-{uuid.uuid4().hex[:10]}", task_queue=settings.temporal.task_queue,
+    )  # fmt: skip
+
+
+async def wait_closed(client: Client, prospect_id: int) -> WorkflowHandle:
+    handle = client.get_workflow_handle(handoff_workflow_id(prospect_id))
+    await handle.result()
+    return handle
+
+
+async def wait_until(check: Callable[[], object], within: float = 20.0) -> None:
+    """Poll ``check`` (sync or async) until it is truthy."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"condition not met within {within} s")
+        await asyncio.sleep(0.1)
+
+
+async def live_state(client: Client, prospect_id: int) -> HandoffState | None:
+    handle = client.get_workflow_handle(handoff_workflow_id(prospect_id))
+    return await handle.query(HandoffWorkflow.state)
+
+
+async def ledger(sessionmaker, prospect_id: int) -> list[Handoff]:
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(Handoff).where(Handoff.prospect_id == prospect_id).order_by(Handoff.created_at)
+        )
+        return list(rows)
+
+
+async def locks(sessionmaker) -> list[RecordLock]:
+    async with sessionmaker() as session:
+        return list(await session.scalars(select(RecordLock)))
+
+
+async def listed_by_status(client: Client, status: str, prospect_id: int) -> bool:
+    """Whether the Web UI's query language finds the handoff by its status attribute."""
+    query = f"HandoffStatus = '{status}' AND ProspectId = '{prospect_id}'"
+    return any([w async for w in client.list_workflows(query)])
