@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -13,27 +11,14 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from api.app import create_app
 from orchestrator.settings import Settings
+from tests.api_support import api_client, free_port
 from tests.factories import add, run
 from worker import build_worker
 
 AGENTS = ["prospector", "hygiene", "researcher", "outreach"]
 HEALTH = "/api/v1/orchestrator/health"
 RUN = "/api/v1/orchestrator/run"
-
-
-@asynccontextmanager
-async def api_client(
-    settings: Settings, temporal_client: Client | None = None
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan entered (ASGITransport does not run it) and a client on it."""
-    app = create_app(settings, temporal_client=temporal_client)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
-        yield http
 
 
 @pytest.fixture
@@ -48,12 +33,6 @@ async def api(worker_settings: Settings, engine: AsyncEngine, client: Client):
     """The API on a migrated database and the real Temporal dev server."""
     async with api_client(worker_settings, client) as http:
         yield http
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def by_name(body: dict) -> dict[str, dict]:

@@ -1,0 +1,51 @@
+"""The API in tests: through ASGI (no socket), or served by uvicorn on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.app import create_app
+from orchestrator.services import api_server
+from orchestrator.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@asynccontextmanager
+async def api_client(
+    settings: Settings, temporal_client: Client | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan entered (ASGITransport does not run it) and a client on it."""
+    app = create_app(settings, temporal_client=temporal_client)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
+    ):
+        yield http
+
+
+@asynccontextmanager
+async def served(app: FastAPI, port: int) -> AsyncIterator[str]:
+    """``app`` on a real socket at 127.0.0.1:``port``; yields its base URL."""
+    server = api_server(app, "127.0.0.1", port)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
