@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 from sqlalchemy import select
 from temporalio.client import Client, WorkflowHandle
@@ -20,6 +22,7 @@ from workflows.handoff import HandoffWorkflow
 from workflows.types import CycleInput, CycleSummary
 
 AGENTS = ("hygiene", "researcher", "outreach")
+HISTORIES = Path(__file__).parent / "histories"
 
 
 @asynccontextmanager
@@ -34,11 +37,15 @@ async def running(
         yield
 
 
-async def sweep(client: Client, settings: Settings) -> CycleSummary:
-    return await client.execute_workflow(
+async def sweep(client: Client, settings: Settings, record_as: str | None = None) -> CycleSummary:
+    workflow_id = f"sweep-{uuid.uuid4().hex[:10]}"
+    summary = await client.execute_workflow(
         CycleWorkflow.run, CycleInput(mode="handoffs"),
-        id=f"sweep-{uuid.uuid4().hex[:10]}", task_queue=settings.temporal.task_queue,
+        id=workflow_id, task_queue=settings.temporal.task_queue,
     )  # fmt: skip
+    if record_as:
+        await record_history(client, workflow_id, record_as, settings)
+    return summary
 
 
 async def wait_closed(client: Client, prospect_id: int) -> WorkflowHandle:
@@ -83,3 +90,12 @@ async def listed_by_status(client: Client, status: str, prospect_id: int) -> boo
     """Whether the Web UI's query language finds the handoff by its status attribute."""
     query = f"HandoffStatus = '{status}' AND ProspectId = '{prospect_id}'"
     return any([w async for w in client.list_workflows(query)])
+
+
+async def record_history(client: Client, workflow_id: str, name: str, settings: Settings) -> None:
+    """With ORCH_RECORD_HISTORIES=1, keep this workflow's history for the replay tests
+    (recorded once, from the SQLite run)."""
+    if os.environ.get("ORCH_RECORD_HISTORIES") != "1" or "sqlite" not in settings.database_url:
+        return
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())

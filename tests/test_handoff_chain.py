@@ -12,7 +12,7 @@ from db.models import OrchestratorAction
 from orchestrator.settings import Settings
 from tests.agents import FakeAgent, prospect_status
 from tests.factories import add, prospect
-from tests.handoff_support import ledger, locks, running, sweep, wait_closed
+from tests.handoff_support import ledger, locks, record_history, running, sweep, wait_closed
 
 
 async def test_identified_prospect_reaches_outreach_through_three_agents_in_one_chain(
@@ -20,8 +20,9 @@ async def test_identified_prospect_reaches_outreach_through_three_agents_in_one_
 ) -> None:
     await add(sessionmaker, *prospect("identified", pid=1))
     async with running(client, sessionmaker, worker_settings, agents):
-        summary = await sweep(client, worker_settings)
+        summary = await sweep(client, worker_settings, record_as="cycle_handoffs")
         await wait_closed(client, 1)
+        await record_history(client, "handoff-1", "handoff_chain", worker_settings)
     assert summary.handoffs is not None
     assert (summary.handoffs.pending, summary.handoffs.started) == (1, 1)
     assert await prospect_status(sessionmaker, 1) == "in_sequence"

@@ -21,7 +21,7 @@ from pipeline.contract import AgentResult, AgentTask, ResultStatus
 from tests.agents import FakeAgent, prospect_status
 from tests.api_support import free_port, served
 from tests.factories import add, prospect
-from tests.handoff_support import ledger, running, sweep, wait_closed
+from tests.handoff_support import ledger, record_history, running, sweep, wait_closed
 
 SECRET = "s3cret-for-tests"
 
@@ -122,6 +122,7 @@ async def test_http_agent_accepting_with_202_completes_through_the_signed_callba
     await add(sessionmaker, *prospect("needs_research", tier="B", pid=22))
     await sweep(client, stack.settings)
     await wait_closed(client, 22)
+    await record_history(client, "handoff-22", "handoff_http_callback", stack.settings)
     assert stack.researcher.callback_statuses == [401, 202]
     rows = await ledger(sessionmaker, 22)
     assert rows[0].status == "completed"

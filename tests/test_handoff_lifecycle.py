@@ -19,6 +19,7 @@ from tests.handoff_support import (
     listed_by_status,
     live_state,
     locks,
+    record_history,
     running,
     sweep,
     wait_closed,
@@ -96,6 +97,7 @@ async def test_blocked_handoff_is_visible_and_a_retry_signal_unblocks_it(
             await session.commit()
         await client.get_workflow_handle(handoff_workflow_id(9)).signal("retry")
         await wait_closed(client, 9)
+        await record_history(client, handoff_workflow_id(9), "handoff_blocked_retry", settings)
     assert await prospect_status(sessionmaker, 9) == "in_sequence"
     assert await locks(sessionmaker) == []
 
@@ -119,6 +121,7 @@ async def test_stalled_handoff_is_visible_then_cancelled_releasing_its_lease(
         # the ledger keeps the operator's decision
         gate.set()
         await wait_until(lambda: agents["hygiene"].work)
+        await record_history(client, handoff_workflow_id(10), "handoff_stalled_cancelled", settings)
     assert (await handle.describe()).status is WorkflowExecutionStatus.CANCELED
     rows = await ledger(sessionmaker, 10)
     assert [(r.status, r.detail) for r in rows] == [("cancelled", "cancelled by an operator")]
@@ -134,6 +137,7 @@ async def test_failed_handoff_releases_the_lease_and_can_be_run_again(
     async with running(client, sessionmaker, settings, agents):
         await sweep(client, settings)
         await wait_closed(client, 11)
+        await record_history(client, handoff_workflow_id(11), "handoff_failed", settings)
         [row] = await ledger(sessionmaker, 11)
         assert (row.status, row.attempt) == ("failed", 1)
         assert "failed on purpose" in (row.detail or "")

@@ -18,13 +18,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.cycle import CycleWorkflow
+from workflows.handoff import HandoffWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.health import ComputeHealthInput, HealthActivities
     from workflows.types import CycleInput, CycleSummary
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-WORKFLOW_TYPES = {"orchestrator-cycle": [CycleWorkflow]}
+WORKFLOW_TYPES = {"orchestrator-cycle": [CycleWorkflow], "handoff": [HandoffWorkflow]}
 
 
 def load(path: Path) -> tuple[str, WorkflowHistory]:
