@@ -18,6 +18,7 @@ from activities.agent_http import HttpAgentActivities
 from activities.findings import FindingsActivities
 from activities.handoffs import HandoffActivities
 from activities.health import HealthActivities
+from activities.reports import ReportActivities
 from orchestrator.schedules import apply_schedules
 from orchestrator.search_attributes import ensure_search_attributes
 from orchestrator.settings import Settings
@@ -45,6 +46,9 @@ def build_activities(
         start_batch=sweep.start_batch,
     )
     http_agents = HttpAgentActivities(settings.agent_endpoints, http, settings.api_public_url)
+    reports = ReportActivities(
+        sessionmaker, settings.agents, settings.health, settings.time_zone, settings.reports.at
+    )
     return [
         health.compute_agent_health,
         findings.record_health_findings,
@@ -53,6 +57,7 @@ def build_activities(
         handoffs.mark_handoff,
         handoffs.finish_handoff,
         http_agents.trigger_http_agent,
+        reports.generate_report,
     ]
 
 

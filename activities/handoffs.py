@@ -67,6 +67,7 @@ class MarkInput(BaseModel):
 class FinishInput(BaseModel):
     pending: PendingHandoff
     workflow_id: str
+    run_id: str
     attempt: int
     status: HandoffStatus
     result: AgentResult | None = None
@@ -160,7 +161,17 @@ async def _take_lease(
 async def _record_superseded(
     session: AsyncSession, input: BeginInput, reason: str, now: datetime
 ) -> None:
+    """Record why nobody was triggered. An open row of this state entry (a blocked handoff
+    whose prospect moved, or one a dead run left) is closed too, and its lease released."""
     pending = input.pending
+    closed = await session.execute(
+        update(Handoff)
+        .where(Handoff.id == pending.id, Handoff.finished_at.is_(None))
+        .values(status=HandoffStatus.SUPERSEDED.value, detail=reason, updated_at=now,
+                finished_at=now, workflow_id=input.workflow_id, workflow_run_id=input.run_id)
+    )  # fmt: skip
+    if closed.rowcount:
+        await _release_lease(session, pending)
     await session.execute(
         insert_for(session, Handoff)
         .values(
@@ -185,17 +196,25 @@ async def _set_status(
     )
 
 
-async def finish_handoff(session: AsyncSession, input: FinishInput) -> FinishResult:
-    """Release the lease, close the ledger row, audit it, and say what comes next."""
-    pending, now = input.pending, _now()
+async def _release_lease(session: AsyncSession, pending: PendingHandoff) -> None:
     await session.execute(
         delete(RecordLock).where(
             RecordLock.prospect_id == pending.prospect_id, RecordLock.run_id == pending.id
         )
     )
+
+
+async def finish_handoff(session: AsyncSession, input: FinishInput) -> FinishResult:
+    """Close the ledger row, release the lease, audit it, and say what comes next. Only the
+    run that owns the row may close it: a late finish of an abandoned run changes nothing."""
+    pending, now = input.pending, _now()
     closed = await session.execute(
         update(Handoff)
-        .where(Handoff.id == pending.id, Handoff.finished_at.is_(None))
+        .where(
+            Handoff.id == pending.id,
+            Handoff.finished_at.is_(None),
+            Handoff.workflow_run_id == input.run_id,
+        )
         .values(
             status=input.status.value,
             result=input.result.model_dump(mode="json") if input.result else None,
@@ -204,7 +223,8 @@ async def finish_handoff(session: AsyncSession, input: FinishInput) -> FinishRes
             finished_at=now,
         )
     )
-    if closed.rowcount:  # first time for this attempt: audit and announce it once
+    if closed.rowcount:  # first time for this attempt: release, audit and announce it once
+        await _release_lease(session, pending)
         _audit(session, input, now)
     await session.commit()
     if input.status is not HandoffStatus.COMPLETED or not input.find_next:

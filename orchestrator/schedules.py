@@ -30,6 +30,8 @@ from workflows.types import CycleInput
 log = logging.getLogger(__name__)
 HEALTH_CHECK_SCHEDULE_ID = "orchestrator-health-check"
 HANDOFFS_SCHEDULE_ID = "orchestrator-handoffs"
+DAILY_REPORT_SCHEDULE_ID = "orchestrator-daily-report"
+WEEKLY_REPORT_SCHEDULE_ID = "orchestrator-weekly-report"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class ScheduledCycle:
     schedule_id: str
     mode: CycleMode
     cron: str
+    report_kind: str = "daily"
 
 
 def scheduled_cycles(settings: Settings) -> list[ScheduledCycle]:
@@ -46,6 +49,10 @@ def scheduled_cycles(settings: Settings) -> list[ScheduledCycle]:
         ),
         # the safety net behind the immediate chains: catches new and missed prospects
         ScheduledCycle(HANDOFFS_SCHEDULE_ID, CycleMode.HANDOFFS, settings.schedules.handoffs),
+        ScheduledCycle(DAILY_REPORT_SCHEDULE_ID, CycleMode.REPORT, settings.reports.daily_cron),
+        ScheduledCycle(
+            WEEKLY_REPORT_SCHEDULE_ID, CycleMode.REPORT, settings.reports.weekly_cron, "weekly"
+        ),
     ]
 
 
@@ -53,8 +60,8 @@ def build_schedule(cycle: ScheduledCycle, settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
             CycleWorkflow.run,
-            CycleInput(mode=cycle.mode.value),
-            id=f"cycle-{cycle.mode.value}",
+            CycleInput(mode=cycle.mode.value, report_kind=cycle.report_kind),
+            id=cycle.schedule_id.removeprefix("orchestrator-"),
             task_queue=settings.temporal.task_queue,
             typed_search_attributes=cycle_attributes(cycle.mode.value),
             static_summary=f"scheduled {cycle.mode.value} cycle ({cycle.cron})",

@@ -6,6 +6,7 @@ Nested groups use ``__`` (for example ``ORCH_HEALTH__ERROR_RATE_FAILING=0.4``). 
 
 from __future__ import annotations
 
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,11 +36,27 @@ class TemporalSettings(BaseModel):
 
 
 class ScheduleSettings(BaseModel):
-    """Cron expressions of the Temporal Schedules the worker keeps in place."""
+    """Cron expressions of the Temporal Schedules the worker keeps in place. The report
+    schedules follow ``ReportSettings`` so that windows end exactly when reports run."""
 
     health_check: str = "*/15 * * * *"
     handoffs: str = "*/5 * * * *"
     enabled: bool = True
+
+
+class ReportSettings(BaseModel):
+    at: time = time(8, 0)
+    """Local time (in ``time_zone``) reports run and their windows end."""
+    weekly_day: int = Field(1, ge=0, le=6)
+    """Day of the weekly report, cron numbering: 0 Sunday, 1 Monday, ... 6 Saturday."""
+
+    @property
+    def daily_cron(self) -> str:
+        return f"{self.at.minute} {self.at.hour} * * *"
+
+    @property
+    def weekly_cron(self) -> str:
+        return f"{self.at.minute} {self.at.hour} * * {self.weekly_day}"
 
 
 class AgentEndpoint(BaseModel):
@@ -92,6 +109,7 @@ class Settings(BaseSettings):
     )
     health: HealthThresholds = HealthThresholds()
     handoffs: HandoffSettings = HandoffSettings()
+    reports: ReportSettings = ReportSettings()
     agent_endpoints: dict[str, AgentEndpoint] = {}
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -14,7 +14,17 @@ class CycleMode(StrEnum):
     FULL = "full"
 
 
-IMPLEMENTED_MODES: frozenset[CycleMode] = frozenset({CycleMode.MONITOR, CycleMode.HANDOFFS})
+IMPLEMENTED_MODES: frozenset[CycleMode] = frozenset(
+    {CycleMode.MONITOR, CycleMode.HANDOFFS, CycleMode.REPORT, CycleMode.FULL}
+)
+FULL_ORDER: tuple[CycleMode, ...] = (
+    CycleMode.MONITOR,
+    CycleMode.HANDOFFS,
+    CycleMode.RESOLVE,
+    CycleMode.VALIDATE,
+    CycleMode.REPORT,
+)
+"""The steps of a ``full`` cycle, in order; steps not built yet are reported as skipped."""
 
 
 class UnsupportedModeError(ValueError):

@@ -645,7 +645,7 @@ def test_known_but_unbuilt_mode_says_it_is_not_available_yet(mode: str) -> None:
     message = str(excinfo.value)
     assert mode in message
     assert "not available yet" in message
-    assert "available modes: handoffs, monitor" in message
+    assert "available modes: full, handoffs, monitor, report" in message
 
 
 def test_resolve_mode_is_not_available_yet() -> None:

@@ -12,13 +12,20 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.findings import FindingsActivities, RecordHealthInput
     from activities.handoffs import FindPendingInput, HandoffActivities
     from activities.health import ComputeHealthInput, HealthActivities
-    from pipeline.modes import CycleMode, UnsupportedModeError, parse_mode
+    from activities.reports import GenerateReportInput, ReportActivities, ReportResult
+    from pipeline.modes import (
+        FULL_ORDER,
+        IMPLEMENTED_MODES,
+        CycleMode,
+        UnsupportedModeError,
+        parse_mode,
+    )
     from workflows.sweep import start_page
     from workflows.types import (
         CycleInput,
@@ -49,15 +56,35 @@ class CycleWorkflow:
             mode = parse_mode(input.mode)
         except UnsupportedModeError as exc:
             raise ApplicationError(str(exc), type="UnsupportedMode", non_retryable=True) from exc
-        self._progress = CycleProgress(mode=mode.value, step="starting")
         summary = input.carry or CycleSummary(mode=mode.value, started_at=workflow.now())
-        if mode in (CycleMode.MONITOR, CycleMode.FULL) and summary.health is None:
-            summary.health = await self._step("monitor", self._monitor())
-        if mode in (CycleMode.HANDOFFS, CycleMode.FULL):
-            summary.handoffs = await self._step("handoffs", self._handoffs(input, summary))
+        self._progress = CycleProgress(mode=mode.value, step="starting",
+                                       steps_done=list(summary.steps_done))  # fmt: skip
+        for step in FULL_ORDER if mode is CycleMode.FULL else (mode,):
+            if step.value in summary.steps_done:
+                continue  # done before this run continued as new
+            if step not in IMPLEMENTED_MODES:
+                summary.skipped.append(step.value)
+                continue
+            try:
+                await self._step(step.value, self._run_step(step, input, summary))
+            except ActivityError as err:
+                if mode is not CycleMode.FULL:
+                    raise
+                # a full cycle keeps going: one failing part must not cost the others
+                summary.errors[step.value] = _cause(err)
+                workflow.logger.warning("cycle step %s failed: %s", step.value, _cause(err))
+            summary.steps_done.append(step.value)
         summary.finished_at = workflow.now()
         self._progress.step = "done"
         return summary
+
+    async def _run_step(self, step: CycleMode, input: CycleInput, summary: CycleSummary) -> None:
+        if step is CycleMode.MONITOR:
+            summary.health = await self._monitor()
+        elif step is CycleMode.HANDOFFS:
+            summary.handoffs = await self._handoffs(input, summary)
+        elif step is CycleMode.REPORT:
+            summary.report = await self._report(input)
 
     @workflow.query(name="progress")
     def progress(self) -> CycleProgress:
@@ -97,6 +124,16 @@ class CycleWorkflow:
                     CycleInput(mode=input.mode, carry=summary, handoff_cursor=cursor)
                 )
 
+    async def _report(self, input: CycleInput) -> ReportResult:
+        return await workflow.execute_activity_method(
+            ReportActivities.generate_report,
+            GenerateReportInput(
+                kind=input.report_kind, report_date=input.report_date, as_of=workflow.now()
+            ),
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=DB_RETRY,
+        )
+
     async def _monitor(self) -> MonitorSummary:
         snapshot = await workflow.execute_activity_method(
             HealthActivities.compute_agent_health,
@@ -120,3 +157,11 @@ class CycleWorkflow:
             alerts_resolved=findings.alerts_resolved,
             statuses={h.agent_name: h.status for h in snapshot.agents},
         )
+
+
+def _cause(err: ActivityError) -> str:
+    """The innermost message: what actually went wrong in the activity."""
+    cause: BaseException = err
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    return str(cause) or type(cause).__name__

@@ -236,6 +236,7 @@ class HandoffWorkflow:
         assert self._state is not None
         finish = FinishInput(
             pending=input.pending, workflow_id=workflow.info().workflow_id,
+            run_id=workflow.info().run_id,
             attempt=self._state.attempt, status=outcome.status, result=outcome.result,
             detail=outcome.detail,
             find_next=len(input.chain) + 1 < input.policy.max_chain,

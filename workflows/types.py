@@ -3,10 +3,12 @@ breaking running workflows."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel
 
+from activities.reports import ReportResult
 from pipeline.health import HealthStatus
 
 
@@ -40,6 +42,12 @@ class CycleSummary(BaseModel):
     finished_at: datetime | None = None
     health: MonitorSummary | None = None
     handoffs: HandoffSweepSummary | None = None
+    report: ReportResult | None = None
+    errors: dict[str, str] = {}
+    """Steps of a ``full`` cycle that failed, with why; the others still ran."""
+    skipped: list[str] = []
+    """Steps of a ``full`` cycle that are not available yet."""
+    steps_done: list[str] = []
 
 
 class CycleProgress(BaseModel):
@@ -56,3 +64,6 @@ class CycleInput(BaseModel):
     """The summary so far, when a long sweep continued as new."""
     handoff_cursor: int | None = None
     """Where the handoff sweep resumes (last prospect id seen)."""
+    report_kind: Literal["daily", "weekly"] = "daily"
+    report_date: date | None = None
+    """A past date to (re)generate; ``None`` is the latest scheduled time."""
