@@ -18,7 +18,7 @@ from activities.agent_http import HttpAgentActivities
 from activities.findings import FindingsActivities
 from activities.handoffs import HandoffActivities
 from activities.health import HealthActivities
-from activities.reports import ReportActivities
+from activities.reports import ReportActivities, ReportConfig
 from orchestrator.schedules import apply_schedules
 from orchestrator.search_attributes import ensure_search_attributes
 from orchestrator.settings import Settings
@@ -46,9 +46,7 @@ def build_activities(
         start_batch=sweep.start_batch,
     )
     http_agents = HttpAgentActivities(settings.agent_endpoints, http, settings.api_public_url)
-    reports = ReportActivities(
-        sessionmaker, settings.agents, settings.health, settings.time_zone, settings.reports.at
-    )
+    reports = ReportActivities(sessionmaker, report_config(settings))
     return [
         health.compute_agent_health,
         findings.record_health_findings,
@@ -59,6 +57,10 @@ def build_activities(
         http_agents.trigger_http_agent,
         reports.generate_report,
     ]
+
+
+def report_config(settings: Settings) -> ReportConfig:
+    return ReportConfig(settings.agents, settings.health, settings.time_zone, settings.reports.at)
 
 
 def build_worker(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
@@ -426,38 +427,60 @@ class ReportResult(BaseModel):
     summary: str
 
 
+@dataclass(frozen=True)
+class ReportConfig:
+    expected_agents: Mapping[str, int]
+    thresholds: HealthThresholds
+    tz: str
+    at: time = SCHEDULE_TIME
+
+
+async def generate_report(
+    session: AsyncSession,
+    config: ReportConfig,
+    kind: ReportKind,
+    report_date: date,
+    as_of: datetime,
+) -> PipelineReport:
+    """Build and store one report; what the activity and ``orchestrator report`` both do."""
+    _, end = report_window(report_date, config.tz, config.at)
+    if end > as_of:
+        raise ApplicationError(
+            f"the {kind} report for {report_date} covers a window ending at "
+            f"{end.isoformat()}, after {as_of.isoformat()}; it cannot be generated yet",
+            type="ReportWindowOpen",
+            non_retryable=True,
+        )
+    common: dict[str, Any] = {
+        "report_date": report_date, "tz": config.tz,
+        "expected_agents": config.expected_agents, "thresholds": config.thresholds,
+        "at": config.at, "generated_at": as_of,
+    }  # fmt: skip
+    if kind == "weekly":
+        report: PipelineReport = await build_weekly_report(session, **common)
+    else:
+        previous = await latest_report_before(session, "daily", report_date)
+        report = await build_daily_report(session, previous=previous, **common)
+    await store_report(session, report)
+    return report
+
+
 class ReportActivities:
     """Report activities, bound to the worker's database and configuration."""
 
     def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        expected_agents: Mapping[str, int],
-        thresholds: HealthThresholds,
-        tz: str,
-        at: time = SCHEDULE_TIME,
+        self, sessionmaker: async_sessionmaker[AsyncSession], config: ReportConfig
     ) -> None:
         self._sessionmaker = sessionmaker
-        self._expected = dict(expected_agents)
-        self._thresholds = thresholds
-        self._tz = tz
-        self._at = at
+        self._config = config
 
     @activity.defn(name="generate_report")
     async def generate_report(self, input: GenerateReportInput) -> ReportResult:
         as_of = input.as_of or datetime.now(UTC)
-        report_date = input.report_date or report_date_for(as_of, self._tz, self._at)
-        _, end = report_window(report_date, self._tz, self._at)
-        if end > as_of:
-            raise ApplicationError(
-                f"the {input.kind} report for {report_date} covers a window ending at "
-                f"{end.isoformat()}, after {as_of.isoformat()}; it cannot be generated yet",
-                type="ReportWindowOpen",
-                non_retryable=True,
-            )
+        config = self._config
+        report_date = input.report_date or report_date_for(as_of, config.tz, config.at)
         async with self._sessionmaker() as session:
-            report = await self._build(session, input.kind, report_date, as_of)
-            await store_report(session, report)
+            report = await generate_report(session, config, input.kind, report_date, as_of)
         activity.logger.info("%s report for %s: %s", input.kind, report_date, report.summary)
         return ReportResult(
             kind=input.kind,
@@ -466,19 +489,3 @@ class ReportActivities:
             window_end=report.window_end,
             summary=report.summary,
         )
-
-    async def _build(
-        self, session: AsyncSession, kind: ReportKind, report_date: date, as_of: datetime
-    ) -> PipelineReport:
-        config: dict[str, Any] = {
-            "report_date": report_date,
-            "tz": self._tz,
-            "expected_agents": self._expected,
-            "thresholds": self._thresholds,
-            "at": self._at,
-            "generated_at": as_of,
-        }
-        if kind == "weekly":
-            return await build_weekly_report(session, **config)
-        previous = await latest_report_before(session, "daily", report_date)
-        return await build_daily_report(session, previous=previous, **config)

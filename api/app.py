@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.routes import handoffs, orchestrator
+from api.routes import handoffs, orchestrator, reports
 from api.temporal import TemporalGateway
 from db.engine import create_engine, create_sessionmaker
 from orchestrator.settings import Settings, get_settings
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     )
     app.include_router(orchestrator.router)
     app.include_router(handoffs.router)
+    app.include_router(reports.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RPCError, _temporal_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -9,6 +9,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -159,6 +160,36 @@ def run_cycle(
         )
         for name, status in h.statuses.items():
             console.print(f"  {escape(name)}: {_styled(status)}")
+
+
+@app.command()
+def report(
+    day: Annotated[
+        str | None, typer.Option("--date", help="Report date YYYY-MM-DD (default: latest).")
+    ] = None,
+    kind: Annotated[str, typer.Option(help="daily or weekly.")] = "daily",
+    as_json: JsonFlag = False,
+) -> None:
+    """Generate (or regenerate) and store a report, then print it as Markdown or JSON."""
+    from temporalio.exceptions import ApplicationError
+
+    from orchestrator.runners import make_report
+    from pipeline.report_markdown import to_markdown
+
+    if kind not in ("daily", "weekly"):
+        raise _fail(f"unknown kind {kind!r}; use daily or weekly", 2)
+    try:
+        report_date = date.fromisoformat(day) if day else None
+    except ValueError as exc:
+        raise _fail(f"--date {day!r} is not a date like 2026-11-01", 2) from exc
+    try:
+        payload = _run(make_report(_settings(), kind, report_date))  # type: ignore[arg-type]
+    except ApplicationError as exc:
+        raise _fail(exc.message, 2) from exc
+    if as_json:
+        _print_json(payload)
+    else:
+        sys.stdout.write(to_markdown(payload))
 
 
 @schedules_app.command("apply")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
 from temporalio.client import Client
 
 from activities.health import compute_agent_health
+from activities.reports import generate_report
 from api.app import create_app
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import current_revision, upgrade
@@ -18,7 +20,8 @@ from orchestrator.services import api_server, serve_api_until, stop_on_signals
 from orchestrator.settings import Settings
 from orchestrator.temporal_client import connect
 from pipeline.health import AgentHealth
-from worker import run_worker
+from pipeline.reports import ReportKind, report_date_for
+from worker import report_config, run_worker
 from workflows.cycle import CycleWorkflow
 from workflows.search_attributes import cycle_attributes
 from workflows.types import CycleInput, CycleSummary
@@ -42,6 +45,19 @@ async def read_health(settings: Settings) -> list[AgentHealth]:
             return await compute_agent_health(
                 session, settings.agents, settings.health, datetime.now(UTC)
             )
+    finally:
+        await engine.dispose()
+
+
+async def make_report(settings: Settings, kind: ReportKind, day: date | None) -> dict[str, Any]:
+    """Generate and store a report now (``None``: the latest report date); its payload."""
+    now = datetime.now(UTC)
+    day = day or report_date_for(now, settings.time_zone, settings.reports.at)
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            report = await generate_report(session, report_config(settings), kind, day, now)
+            return report.to_dict()
     finally:
         await engine.dispose()
 

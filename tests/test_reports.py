@@ -23,6 +23,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.reports import (
     GenerateReportInput,
     ReportActivities,
+    ReportConfig,
     build_daily_report,
     build_weekly_report,
     latest_report_before,
@@ -353,7 +354,7 @@ def emails_at(times: Sequence[datetime]) -> Seed:
 
 
 def activities_for(sessionmaker: async_sessionmaker[AsyncSession], tz: str = TZ) -> Any:
-    acts = ReportActivities(sessionmaker, AGENTS, THRESHOLDS, tz)
+    acts = ReportActivities(sessionmaker, ReportConfig(AGENTS, THRESHOLDS, tz))
     env = ActivityEnvironment()
 
     async def generate(**kwargs: Any) -> Any:

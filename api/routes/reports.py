@@ -1,0 +1,155 @@
+"""Stored pipeline reports: today's, by date, weekly, the list, and backfill."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
+from sqlalchemy import select
+from temporalio.client import WorkflowFailureError
+
+from activities.reports import load_report
+from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
+from db.models import PipelineReport as ReportRow
+from orchestrator.settings import Settings
+from pipeline.report_markdown import to_markdown
+from pipeline.reports import report_date_for
+from workflows.cycle import CycleWorkflow
+from workflows.search_attributes import cycle_attributes
+from workflows.types import CycleInput
+
+router = APIRouter(prefix="/api/v1/orchestrator", tags=["reports"])
+Kind = Literal["daily", "weekly"]
+Format = Annotated[
+    Literal["json", "md"], Query(alias="format", description="json, or md for Markdown")
+]
+
+
+class StoredReport(BaseModel):
+    kind: str
+    report_date: date
+    window_start: datetime
+    window_end: datetime
+    created_at: datetime
+
+
+def _when(settings: Settings, kind: Kind) -> str:
+    at = settings.reports.at.strftime("%H:%M")
+    if kind == "weekly":
+        days = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+        return f"weekly reports are generated on {days[settings.reports.weekly_day]}s at {at}"
+    return f"reports are generated daily at {at}"
+
+
+async def _respond(session: SessionDep, settings: Settings, kind: Kind, day: date, fmt: str) -> Any:
+    payload = await load_report(session, kind, day)
+    if payload is None:
+        raise HTTPException(
+            404,
+            detail=f"no {kind} report for {day.isoformat()}; {_when(settings, kind)} "
+            f"({settings.time_zone}), and past dates can be generated with "
+            f"POST /api/v1/orchestrator/reports/{day.isoformat()}/generate",
+        )
+    if fmt == "md":
+        return PlainTextResponse(to_markdown(payload), media_type="text/markdown")
+    return payload
+
+
+@router.get("/report/today")
+async def get_today_report(
+    *, session: SessionDep, settings: SettingsDep, fmt: Format = "json"
+) -> Any:
+    """Today's daily report (the one whose window ended at today's report time)."""
+    today = report_date_for(datetime.now(UTC), settings.time_zone, settings.reports.at)
+    return await _respond(session, settings, "daily", today, fmt)
+
+
+@router.get("/report/{report_date}")
+async def get_report(
+    *, report_date: date, session: SessionDep, settings: SettingsDep, fmt: Format = "json"
+) -> Any:
+    """The stored daily report for a date (YYYY-MM-DD)."""
+    return await _respond(session, settings, "daily", report_date, fmt)
+
+
+@router.get("/reports/weekly/latest")
+async def get_latest_weekly_report(
+    *, session: SessionDep, settings: SettingsDep, fmt: Format = "json"
+) -> Any:
+    """The most recent stored weekly report."""
+    day = await session.scalar(
+        select(ReportRow.report_date)
+        .where(ReportRow.kind == "weekly")
+        .order_by(ReportRow.report_date.desc())
+        .limit(1)
+    )
+    if day is None:
+        raise HTTPException(404, detail=f"no weekly report yet; {_when(settings, 'weekly')}")
+    return await _respond(session, settings, "weekly", date.fromisoformat(day), fmt)
+
+
+@router.get("/reports/weekly/{report_date}")
+async def get_weekly_report(
+    *, report_date: date, session: SessionDep, settings: SettingsDep, fmt: Format = "json"
+) -> Any:
+    """The stored weekly report for a date (the day its 7-day window ended)."""
+    return await _respond(session, settings, "weekly", report_date, fmt)
+
+
+@router.get("/reports", response_model=list[StoredReport])
+async def list_reports(
+    *,
+    session: SessionDep,
+    kind: Kind | None = None,
+    limit: Annotated[int, Query(ge=1, le=365)] = 30,
+) -> list[StoredReport]:
+    """Stored reports, newest first (without their payloads)."""
+    query = select(ReportRow).order_by(ReportRow.report_date.desc(), ReportRow.kind).limit(limit)
+    if kind is not None:
+        query = query.where(ReportRow.kind == kind)
+    return [
+        StoredReport(kind=r.kind, report_date=date.fromisoformat(r.report_date),
+                     window_start=r.window_start, window_end=r.window_end,
+                     created_at=r.created_at)
+        for r in await session.scalars(query)
+    ]  # fmt: skip
+
+
+@router.post("/reports/{report_date}/generate", status_code=201)
+async def generate_report(
+    *,
+    report_date: date,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    kind: Kind = "daily",
+    wait_seconds: Annotated[float, Query(gt=0, le=600)] = 120.0,
+) -> Any:
+    """(Re)generate the report for a past date through a report cycle, and return it."""
+    today = report_date_for(datetime.now(UTC), settings.time_zone, settings.reports.at)
+    if report_date > today:
+        raise HTTPException(422, detail=f"{report_date} is in the future; the latest report "
+                            f"date now is {today.isoformat()}")  # fmt: skip
+    client = await temporal_client(temporal)
+    workflow_id = f"cycle-report-{kind}-{report_date.isoformat()}-{uuid.uuid4().hex[:8]}"
+    handle = await client.start_workflow(
+        CycleWorkflow.run,
+        CycleInput(mode="report", report_kind=kind, report_date=report_date),
+        id=workflow_id,
+        task_queue=settings.temporal.task_queue,
+        search_attributes=cycle_attributes("report"),
+        static_summary=f"{kind} report for {report_date}, requested through the API",
+    )
+    try:
+        await asyncio.wait_for(handle.result(), wait_seconds)
+    except TimeoutError as exc:
+        raise HTTPException(504, detail=f"report cycle {workflow_id} still running") from exc
+    except WorkflowFailureError as exc:
+        raise HTTPException(502, detail=f"report cycle {workflow_id} failed: {exc.cause}") from exc
+    session.expire_all()
+    return await _respond(session, settings, kind, report_date, "json")
