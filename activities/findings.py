@@ -12,12 +12,12 @@ import logging
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.alerts import AlertChange, AlertSpec, open_alerts, raise_alert, resolve_alert
 from db.dialect import insert_for
-from db.models import Alert, Event
+from db.models import Event
 from pipeline.health import AgentHealth, HealthStatus
 
 log = logging.getLogger(__name__)
@@ -52,34 +52,33 @@ def alert_message(health: AgentHealth) -> str:
 
 async def record_health_findings(session: AsyncSession, input: RecordHealthInput) -> HealthFindings:
     findings = HealthFindings()
-    open_alerts = await _open_agent_alerts(session, [h.agent_name for h in input.agents])
+    fingerprints = [alert_fingerprint(h.agent_name) for h in input.agents]
+    current = await open_alerts(session, fingerprints)
     for health in input.agents:
-        alert = open_alerts.get(health.agent_name)
+        fingerprint = alert_fingerprint(health.agent_name)
         if health.is_unhealthy:
             findings.events_recorded += await _record_event(session, input.cycle_id, health)
-            if alert is None:
-                session.add(_new_alert(health, input.as_of))
-                findings.alerts_created += 1
-                log.warning("alert opened: %s", alert_message(health))
-            elif alert.last_seen < input.as_of:
-                _refresh(alert, health, input.as_of)
-                findings.alerts_updated += 1
-        elif health.status is HealthStatus.HEALTHY and alert is not None:
-            alert.status, alert.resolved_at, alert.last_seen = "resolved", input.as_of, input.as_of
+            change = await raise_alert(
+                session, _alert_spec(health), input.as_of, current.get(fingerprint)
+            )
+            findings.alerts_created += change is AlertChange.CREATED
+            findings.alerts_updated += change is AlertChange.UPDATED
+        elif health.status is HealthStatus.HEALTHY and fingerprint in current:
+            await resolve_alert(session, fingerprint, input.as_of, current[fingerprint])
             findings.alerts_resolved += 1
-            log.info("alert resolved: %s is healthy again", health.agent_name)
     await session.commit()
     return findings
 
 
-async def _open_agent_alerts(session: AsyncSession, agents: list[str]) -> dict[str, Alert]:
-    rows = await session.scalars(
-        select(Alert).where(
-            Alert.fingerprint.in_([alert_fingerprint(a) for a in agents]),
-            Alert.status != "resolved",
-        )
+def _alert_spec(health: AgentHealth) -> AlertSpec:
+    return AlertSpec(
+        fingerprint=alert_fingerprint(health.agent_name),
+        kind=AGENT_HEALTH_KIND,
+        agent_name=health.agent_name,
+        severity=SEVERITY[health.status],
+        message=alert_message(health),
+        details=health.model_dump(mode="json"),
     )
-    return {a.agent_name: a for a in rows if a.agent_name}
 
 
 async def _record_event(session: AsyncSession, cycle_id: str, health: AgentHealth) -> int:
@@ -102,29 +101,6 @@ async def _record_event(session: AsyncSession, cycle_id: str, health: AgentHealt
     )
     result = await session.execute(statement)
     return result.rowcount or 0
-
-
-def _new_alert(health: AgentHealth, now: datetime) -> Alert:
-    return Alert(
-        fingerprint=alert_fingerprint(health.agent_name),
-        kind=AGENT_HEALTH_KIND,
-        agent_name=health.agent_name,
-        severity=SEVERITY[health.status],
-        status="open",
-        message=alert_message(health),
-        details=health.model_dump(mode="json"),
-        first_seen=now,
-        last_seen=now,
-        count=1,
-    )
-
-
-def _refresh(alert: Alert, health: AgentHealth, now: datetime) -> None:
-    alert.severity = SEVERITY[health.status]
-    alert.message = alert_message(health)
-    alert.details = health.model_dump(mode="json")
-    alert.last_seen = now
-    alert.count += 1
 
 
 class FindingsActivities:
