@@ -15,10 +15,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agent_http import HttpAgentActivities
+from activities.conflicts import ConflictActivities
 from activities.findings import FindingsActivities
 from activities.handoffs import HandoffActivities
 from activities.health import HealthActivities
 from activities.reports import ReportActivities, ReportConfig
+from activities.validation import ValidationActivities
 from orchestrator.schedules import apply_schedules
 from orchestrator.search_attributes import ensure_search_attributes
 from orchestrator.settings import Settings
@@ -34,6 +36,7 @@ def build_activities(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     http: httpx.AsyncClient,
+    client: Client,
 ) -> list[object]:
     health = HealthActivities(sessionmaker, settings.agents, settings.health)
     findings = FindingsActivities(sessionmaker)
@@ -47,6 +50,12 @@ def build_activities(
     )
     http_agents = HttpAgentActivities(settings.agent_endpoints, http, settings.api_public_url)
     reports = ReportActivities(sessionmaker, report_config(settings))
+    validation = ValidationActivities(sessionmaker, settings.validation.rules())
+    conflicts = ConflictActivities(
+        sessionmaker, client, settings.conflicts,
+        task_queue=settings.temporal.task_queue,
+        policy=sweep.policy(settings.agent_endpoints),
+    )  # fmt: skip
     return [
         health.compute_agent_health,
         findings.record_health_findings,
@@ -56,6 +65,10 @@ def build_activities(
         handoffs.finish_handoff,
         http_agents.trigger_http_agent,
         reports.generate_report,
+        validation.prospect_id_bounds,
+        validation.validate_range,
+        validation.close_validation,
+        conflicts.resolve_conflicts,
     ]
 
 
@@ -75,7 +88,9 @@ def build_worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
         workflows=WORKFLOWS,
-        activities=build_activities(sessionmaker, settings, http or httpx.AsyncClient(timeout=30)),
+        activities=build_activities(
+            sessionmaker, settings, http or httpx.AsyncClient(timeout=30), client
+        ),
     )
 
 

@@ -30,6 +30,8 @@ from workflows.types import CycleInput
 log = logging.getLogger(__name__)
 HEALTH_CHECK_SCHEDULE_ID = "orchestrator-health-check"
 HANDOFFS_SCHEDULE_ID = "orchestrator-handoffs"
+CONFLICTS_SCHEDULE_ID = "orchestrator-conflicts"
+VALIDATION_SCHEDULE_ID = "orchestrator-validation"
 DAILY_REPORT_SCHEDULE_ID = "orchestrator-daily-report"
 WEEKLY_REPORT_SCHEDULE_ID = "orchestrator-weekly-report"
 
@@ -43,16 +45,15 @@ class ScheduledCycle:
 
 
 def scheduled_cycles(settings: Settings) -> list[ScheduledCycle]:
+    crons, reports = settings.schedules, settings.reports
     return [
-        ScheduledCycle(
-            HEALTH_CHECK_SCHEDULE_ID, CycleMode.MONITOR, settings.schedules.health_check
-        ),
+        ScheduledCycle(HEALTH_CHECK_SCHEDULE_ID, CycleMode.MONITOR, crons.health_check),
         # the safety net behind the immediate chains: catches new and missed prospects
-        ScheduledCycle(HANDOFFS_SCHEDULE_ID, CycleMode.HANDOFFS, settings.schedules.handoffs),
-        ScheduledCycle(DAILY_REPORT_SCHEDULE_ID, CycleMode.REPORT, settings.reports.daily_cron),
-        ScheduledCycle(
-            WEEKLY_REPORT_SCHEDULE_ID, CycleMode.REPORT, settings.reports.weekly_cron, "weekly"
-        ),
+        ScheduledCycle(HANDOFFS_SCHEDULE_ID, CycleMode.HANDOFFS, crons.handoffs),
+        ScheduledCycle(CONFLICTS_SCHEDULE_ID, CycleMode.RESOLVE, crons.conflicts),
+        ScheduledCycle(VALIDATION_SCHEDULE_ID, CycleMode.VALIDATE, crons.validation),
+        ScheduledCycle(DAILY_REPORT_SCHEDULE_ID, CycleMode.REPORT, reports.daily_cron),
+        ScheduledCycle(WEEKLY_REPORT_SCHEDULE_ID, CycleMode.REPORT, reports.weekly_cron, "weekly"),
     ]
 
 

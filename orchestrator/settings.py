@@ -6,7 +6,7 @@ Nested groups use ``__`` (for example ``ORCH_HEALTH__ERROR_RATE_FAILING=0.4``). 
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,8 +14,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.conflicts import ConflictRules
 from pipeline.handoffs import HandoffPolicy, Transport
 from pipeline.health import DEFAULT_EXPECTED_RECORDS, HealthThresholds
+from pipeline.validation import ValidationRules, dwell_times
 
 DEFAULT_STATE_DIR = Path(".orchestrator")
 
@@ -41,7 +43,31 @@ class ScheduleSettings(BaseModel):
 
     health_check: str = "*/15 * * * *"
     handoffs: str = "*/5 * * * *"
+    conflicts: str = "*/30 * * * *"
+    validation: str = "7 * * * *"
     enabled: bool = True
+
+
+class ValidationSettings(BaseModel):
+    transition_lookback: timedelta = timedelta(days=7)
+    """How far back status_change activities are checked against the state graph."""
+    dropped_handoff_grace: timedelta = timedelta(minutes=15)
+    """How long a prospect may wait for its handoff to start before it counts as dropped."""
+    alert_threshold: int = Field(50, ge=0)
+    range_size: int = Field(20_000, ge=1)
+    dwell: dict[str, timedelta] = {}
+    """Overrides of the default dwell time per state (see pipeline/validation.py)."""
+
+    def rules(self) -> ValidationRules:
+        return ValidationRules(
+            dwell=dwell_times(self.dwell), transition_lookback=self.transition_lookback,
+            dropped_handoff_grace=self.dropped_handoff_grace,
+            alert_threshold=self.alert_threshold, range_size=self.range_size,
+        )  # fmt: skip
+
+
+class ConflictSettings(ConflictRules):
+    """How long a handoff may wait on another agent's lease before it is reported."""
 
 
 class ReportSettings(BaseModel):
@@ -110,6 +136,8 @@ class Settings(BaseSettings):
     health: HealthThresholds = HealthThresholds()
     handoffs: HandoffSettings = HandoffSettings()
     reports: ReportSettings = ReportSettings()
+    validation: ValidationSettings = ValidationSettings()
+    conflicts: ConflictSettings = ConflictSettings()
     agent_endpoints: dict[str, AgentEndpoint] = {}
     api_host: str = "127.0.0.1"
     api_port: int = 8000

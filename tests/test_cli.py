@@ -182,12 +182,6 @@ def test_run_with_an_unknown_mode_exits_2_naming_the_known_modes(cli_env: str) -
     assert KNOWN_MODES in flat(result.output)
 
 
-def test_run_with_a_mode_not_built_yet_exits_2(cli_env: str) -> None:
-    result = invoke("run", "--mode", "resolve")
-    assert result.exit_code == 2
-    assert "'resolve' is not available yet" in flat(result.output)
-
-
 @pytest.mark.parametrize("case", ["mode", "time_zone"])
 def test_input_that_looks_like_markup_still_gets_the_clean_error(
     cli_env: str, monkeypatch: pytest.MonkeyPatch, case: str

@@ -112,16 +112,16 @@ async def test_monitor_cycle_history_is_recorded_for_replay(
         (HISTORIES / "cycle_monitor.json").write_text(history.to_json())
 
 
-async def test_unavailable_mode_fails_the_cycle_at_once_with_a_clear_error(
+async def test_bad_mode_fails_the_cycle_at_once_with_a_clear_error(
     client: Client, sessionmaker, worker_settings: Settings
 ) -> None:
     async with build_worker(client, sessionmaker, worker_settings):
         with pytest.raises(WorkflowFailureError) as failure:
-            await run_cycle(client, worker_settings, mode="resolve")
+            await run_cycle(client, worker_settings, mode="MONITOR")
     cause = failure.value.cause
     assert isinstance(cause, ApplicationError)
     assert cause.type == "UnsupportedMode" and cause.non_retryable
-    assert "not available yet" in cause.message
+    assert "unknown mode 'MONITOR'" in cause.message
 
 
 async def test_unknown_mode_fails_and_names_the_known_ones(

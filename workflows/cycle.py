@@ -15,13 +15,18 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.conflicts import ConflictActivities, ResolveInput
     from activities.findings import FindingsActivities, RecordHealthInput
     from activities.handoffs import FindPendingInput, HandoffActivities
     from activities.health import ComputeHealthInput, HealthActivities
     from activities.reports import GenerateReportInput, ReportActivities, ReportResult
+    from activities.validation import (
+        CloseValidationInput,
+        ValidateRangeInput,
+        ValidationActivities,
+    )
     from pipeline.modes import (
         FULL_ORDER,
-        IMPLEMENTED_MODES,
         CycleMode,
         UnsupportedModeError,
         parse_mode,
@@ -33,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         CycleSummary,
         HandoffSweepSummary,
         MonitorSummary,
+        ValidationSummary,
     )
 
 DB_RETRY = RetryPolicy(
@@ -62,9 +68,6 @@ class CycleWorkflow:
         for step in FULL_ORDER if mode is CycleMode.FULL else (mode,):
             if step.value in summary.steps_done:
                 continue  # done before this run continued as new
-            if step not in IMPLEMENTED_MODES:
-                summary.skipped.append(step.value)
-                continue
             try:
                 await self._step(step.value, self._run_step(step, input, summary))
             except ActivityError as err:
@@ -85,6 +88,13 @@ class CycleWorkflow:
             summary.handoffs = await self._handoffs(input, summary)
         elif step is CycleMode.REPORT:
             summary.report = await self._report(input)
+        elif step is CycleMode.RESOLVE:
+            summary.conflicts = await workflow.execute_activity_method(
+                ConflictActivities.resolve_conflicts, ResolveInput(as_of=workflow.now()),
+                start_to_close_timeout=timedelta(minutes=5), retry_policy=DB_RETRY,
+            )  # fmt: skip
+        elif step is CycleMode.VALIDATE:
+            summary.validation = await self._validate(input, summary)
 
     @workflow.query(name="progress")
     def progress(self) -> CycleProgress:
@@ -121,8 +131,43 @@ class CycleWorkflow:
                 sweep.continued_as_new += 1
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
-                    CycleInput(mode=input.mode, carry=summary, handoff_cursor=cursor)
+                    input.model_copy(update={"carry": summary, "handoff_cursor": cursor})
                 )
+
+    async def _validate(self, input: CycleInput, summary: CycleSummary) -> ValidationSummary:
+        """Range by range over prospect ids, all judged at one instant; continue as new when
+        the history grows, then close what this sweep did not see again."""
+        result = summary.validation or ValidationSummary()
+        summary.validation = result
+        as_of = input.validation_as_of or workflow.now()
+        bounds = await workflow.execute_activity_method(
+            ValidationActivities.prospect_id_bounds,
+            start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY,
+        )  # fmt: skip
+        low = input.validation_cursor or bounds.low
+        while low is not None and bounds.high is not None and low <= bounds.high:
+            found = await workflow.execute_activity_method(
+                ValidationActivities.validate_range,
+                ValidateRangeInput(low=low, high=low + bounds.range_size, as_of=as_of),
+                start_to_close_timeout=timedelta(minutes=5), retry_policy=DB_RETRY,
+            )  # fmt: skip
+            for kind, n in found.items():
+                result.found[kind] = result.found.get(kind, 0) + n
+            result.ranges += 1
+            low += bounds.range_size
+            self._progress.detail = f"validated prospects below id {low}"
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(input.model_copy(update={
+                    "carry": summary, "validation_cursor": low, "validation_as_of": as_of,
+                }))  # fmt: skip
+        closed = await workflow.execute_activity_method(
+            ValidationActivities.close_validation, CloseValidationInput(as_of=as_of),
+            start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY,
+        )  # fmt: skip
+        result.resolved, result.open_total = closed.resolved, closed.open_total
+        result.open_by_kind, result.alert = closed.open_by_kind, closed.alert
+        return result
 
     async def _report(self, input: CycleInput) -> ReportResult:
         return await workflow.execute_activity_method(

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from activities.conflicts import ResolveSummary
 from activities.reports import ReportResult
 from pipeline.health import HealthStatus
 
@@ -36,6 +37,16 @@ class MonitorSummary(BaseModel):
     statuses: dict[str, HealthStatus] = {}
 
 
+class ValidationSummary(BaseModel):
+    found: dict[str, int] = {}
+    """Violations seen by this sweep, per kind."""
+    resolved: int = 0
+    open_total: int = 0
+    open_by_kind: dict[str, int] = {}
+    alert: str = "unchanged"
+    ranges: int = 0
+
+
 class CycleSummary(BaseModel):
     mode: str
     started_at: datetime
@@ -43,10 +54,10 @@ class CycleSummary(BaseModel):
     health: MonitorSummary | None = None
     handoffs: HandoffSweepSummary | None = None
     report: ReportResult | None = None
+    validation: ValidationSummary | None = None
+    conflicts: ResolveSummary | None = None
     errors: dict[str, str] = {}
     """Steps of a ``full`` cycle that failed, with why; the others still ran."""
-    skipped: list[str] = []
-    """Steps of a ``full`` cycle that are not available yet."""
     steps_done: list[str] = []
 
 
@@ -64,6 +75,10 @@ class CycleInput(BaseModel):
     """The summary so far, when a long sweep continued as new."""
     handoff_cursor: int | None = None
     """Where the handoff sweep resumes (last prospect id seen)."""
+    validation_cursor: int | None = None
+    """Where the validation sweep resumes (next prospect id range)."""
+    validation_as_of: datetime | None = None
+    """The instant the whole validation sweep judges at, kept across continue-as-new."""
     report_kind: Literal["daily", "weekly"] = "daily"
     report_date: date | None = None
     """A past date to (re)generate; ``None`` is the latest scheduled time."""

@@ -9,23 +9,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, tuple_
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.routes.orchestrator import workflow_url
 from db.models import Handoff
+from orchestrator.handoff_starts import start_handoff
 from orchestrator.signing import SIGNATURE_HEADER, verify
 from pipeline.contract import AgentResult
 from pipeline.handoffs import (
     RETRYABLE_STATUSES,
     HandoffState,
     HandoffStatus,
-    PendingHandoff,
     handoff_workflow_id,
 )
-from workflows.handoff import CompleteInput, HandoffInput, HandoffWorkflow
-from workflows.search_attributes import handoff_attributes
+from workflows.handoff import CompleteInput, HandoffWorkflow
 
 router = APIRouter(prefix="/api/v1", tags=["handoffs"])
 HandoffIdPath = Annotated[str, Path(max_length=128, description="prospect:state:micros")]
@@ -140,7 +139,9 @@ async def retry_handoff(
     if live is not None:
         raise HTTPException(409, detail=f"prospect {row.prospect_id} has another handoff "
                             f"open ({live.handoff_id}); retry after it ends")  # fmt: skip
-    await _restart(client, settings, row)
+    policy = settings.handoffs.policy(settings.agent_endpoints)
+    await start_handoff(client, row, policy=policy, task_queue=settings.temporal.task_queue,
+                        why="retry")  # fmt: skip
     return ActionResult(handoff_id=handoff_id, action="restarted", workflow_id=handle.id)
 
 
@@ -209,22 +210,6 @@ async def _live_state(handle: WorkflowHandle) -> HandoffState | None:
     if description.status is not WorkflowExecutionStatus.RUNNING:
         return None
     return await handle.query(HandoffWorkflow.state)
-
-
-async def _restart(client: Client, settings: SettingsDep, row: Handoff) -> None:
-    pending = PendingHandoff(
-        prospect_id=row.prospect_id, from_state=row.from_state,
-        state_entered_at=row.state_entered_at, to_agent=row.to_agent,
-    )  # fmt: skip
-    await client.start_workflow(
-        HandoffWorkflow.run,
-        HandoffInput(pending=pending, policy=settings.handoffs.policy(settings.agent_endpoints),
-                     retry=True),
-        id=handoff_workflow_id(row.prospect_id),
-        task_queue=settings.temporal.task_queue,
-        search_attributes=handoff_attributes(row.prospect_id, row.to_agent),
-        static_summary=f"retry: {row.from_state} → {row.to_agent}, prospect {row.prospect_id}",
-    )  # fmt: skip
 
 
 def _not_retryable(handoff_id: str, status: str) -> str:
