@@ -6,14 +6,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.routes import handoffs, orchestrator, reports
+from api.auth import authorize
+from api.routes import handoffs, orchestrator, probes, reports
 from api.temporal import TemporalGateway
 from db.engine import create_engine, create_sessionmaker
 from orchestrator.settings import Settings, get_settings
@@ -39,9 +40,12 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         description="Monitors and coordinates the sales-prospecting agents.",
         lifespan=lifespan,
     )
-    app.include_router(orchestrator.router)
-    app.include_router(handoffs.router)
-    app.include_router(reports.router)
+    secured = [Depends(authorize)]
+    app.include_router(probes.router)
+    app.include_router(orchestrator.router, dependencies=secured)
+    app.include_router(handoffs.router, dependencies=secured)
+    app.include_router(handoffs.callbacks)  # signed by the agent, or an operator key
+    app.include_router(reports.router, dependencies=secured)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RPCError, _temporal_error)
     app.add_exception_handler(Exception, _unexpected_error)

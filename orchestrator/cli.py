@@ -29,8 +29,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 schedules_app = typer.Typer(help="Temporal Schedules.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(schedules_app, name="schedules")
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 T = TypeVar("T")
@@ -190,6 +192,25 @@ def report(
         _print_json(payload)
     else:
         sys.stdout.write(to_markdown(payload))
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A name for the key (shown in logs and errors).")],
+    role: Annotated[str, typer.Option(help="viewer or operator.")] = "viewer",
+) -> None:
+    """Make an API key: prints the key (once) and the entry for ORCH_API_KEYS."""
+    from api.auth import hash_key, new_key
+    from orchestrator.settings import ApiKey, Role
+
+    try:
+        entry = ApiKey(name=name, role=Role(role), sha256="0" * 64)
+    except ValueError as exc:
+        raise _fail(f"invalid key: {exc}", 2) from exc
+    key = new_key()
+    entry = entry.model_copy(update={"sha256": hash_key(key)})
+    sys.stdout.write(f"key (give it to the client; it is not stored): {key}\n")
+    sys.stdout.write(f"ORCH_API_KEYS entry: {entry.model_dump_json()}\n")
 
 
 @schedules_app.command("apply")

@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from api.app import create_app
+from api.auth import hash_key, new_key
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from orchestrator.devserver import DevServer
@@ -24,7 +25,7 @@ from orchestrator.services import (
     serve_api_until,
     stop_on_signals,
 )
-from orchestrator.settings import Settings
+from orchestrator.settings import ApiKey, Role, Settings
 from orchestrator.temporal_client import connect
 from worker import prepare_namespace, run_worker
 
@@ -37,17 +38,34 @@ class DevOptions:
     api_port: int
 
 
-def dev_settings(settings: Settings, options: DevOptions, server: DevServer) -> Settings:
-    """The configured settings, pointed at the local dev server and state directory."""
+DEV_KEY_FILE = "dev-api-key"
+
+
+def dev_key(state_dir: Path) -> tuple[str, bool]:
+    """The local operator key, made on first use and kept (mode 0600) in the state dir;
+    (key, whether it was just made)."""
+    path = state_dir / DEV_KEY_FILE
+    if path.exists():
+        return path.read_text().strip(), False
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = new_key()
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key, True
+
+
+def dev_settings(settings: Settings, options: DevOptions, server: DevServer, key: str) -> Settings:
+    """The configured settings, pointed at the local dev server and state directory, with
+    the local operator key added."""
     temporal = settings.temporal.model_copy(
-        update={
-            "address": server.address,
-            "tls": False,
-            "api_key": None,
-            "web_ui_url": server.ui_url,
-        }
-    )
-    return settings.model_copy(update={"state_dir": options.state_dir, "temporal": temporal})
+        update={"address": server.address, "tls": False, "api_key": None,
+                "web_ui_url": server.ui_url}
+    )  # fmt: skip
+    keys = [*settings.api_keys, ApiKey(name="dev", role=Role.OPERATOR, sha256=hash_key(key))]
+    return settings.model_copy(
+        update={"state_dir": options.state_dir, "temporal": temporal, "api_keys": keys,
+                "api_public_url": f"http://{settings.api_host}:{options.api_port}"}
+    )  # fmt: skip
 
 
 async def run_dev(settings: Settings, options: DevOptions, console: Console) -> None:
@@ -56,8 +74,13 @@ async def run_dev(settings: Settings, options: DevOptions, console: Console) -> 
     server = DevServer(options.state_dir, port=options.temporal_port, ui_port=options.ui_port)
     console.print(f"starting Temporal dev server on {server.address} ...")
     await server.start()
+    key, made = dev_key(options.state_dir)
+    if made:
+        console.print(f"[bold]Local operator API key[/bold] (shown once; kept in "
+                      f"{options.state_dir / DEV_KEY_FILE}): {key}")  # fmt: skip
     try:
-        await _run_stack(dev_settings(settings, options, server), options, server, stop, console)
+        local = dev_settings(settings, options, server, key)
+        await _run_stack(local, options, server, stop, console)
     finally:
         await server.stop()
         console.print("stopped.")
@@ -96,7 +119,7 @@ def _print_urls(
   Temporal Web UI   {server.ui_url}
   Temporal gRPC     {server.address}
   API               {api}/api/v1/orchestrator/health
-  API docs          {api}/docs
+  API docs          {api}/docs   (send X-API-Key: see {settings.state_dir / DEV_KEY_FILE})
   Database          {settings.resolved_database_url}
 Press Ctrl-C to stop.
 """)

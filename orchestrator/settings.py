@@ -7,6 +7,7 @@ Nested groups use ``__`` (for example ``ORCH_HEALTH__ERROR_RATE_FAILING=0.4``). 
 from __future__ import annotations
 
 from datetime import time, timedelta
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -114,6 +115,22 @@ class HandoffSettings(HandoffPolicy):
         return HandoffPolicy(**self.model_dump(include=fields), transports=transports)
 
 
+class Role(StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+
+
+class ApiKey(BaseModel):
+    """One API key, by its SHA-256 hash (``orchestrator keys create`` makes both)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    role: Role
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    def __repr__(self) -> str:
+        return f"ApiKey(name={self.name!r}, role={self.role.value!r})"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ORCH_",
@@ -139,6 +156,8 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     conflicts: ConflictSettings = ConflictSettings()
     agent_endpoints: dict[str, AgentEndpoint] = {}
+    api_keys: list[ApiKey] = []
+    """JSON list of {name, role, sha256}; the keys themselves are never stored."""
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_public_url: str = "http://127.0.0.1:8000"

@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.app import create_app
+from api.auth import KEY_HEADER, hash_key
 from orchestrator.services import api_server
-from orchestrator.settings import Settings
+from orchestrator.settings import ApiKey, Role, Settings
 
 
 def free_port() -> int:
@@ -22,15 +23,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+OPERATOR_KEY = "test-operator-key"
+VIEWER_KEY = "test-viewer-key"
+
+
+def with_keys(settings: Settings) -> Settings:
+    """``settings`` with a known operator key and viewer key."""
+    keys = [
+        ApiKey(name="test-operator", role=Role.OPERATOR, sha256=hash_key(OPERATOR_KEY)),
+        ApiKey(name="test-viewer", role=Role.VIEWER, sha256=hash_key(VIEWER_KEY)),
+    ]
+    return settings.model_copy(update={"api_keys": keys})
+
+
 @asynccontextmanager
 async def api_client(
-    settings: Settings, temporal_client: Client | None = None
+    settings: Settings, temporal_client: Client | None = None, key: str | None = OPERATOR_KEY
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan entered (ASGITransport does not run it) and a client on it."""
-    app = create_app(settings, temporal_client=temporal_client)
+    """The app with its lifespan entered (ASGITransport does not run it) and a client on it,
+    sending ``key`` (an operator key unless told otherwise)."""
+    app = create_app(with_keys(settings), temporal_client=temporal_client)
+    headers = {KEY_HEADER: key} if key else {}
+    transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
+        httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as http,
     ):
         yield http
 

@@ -38,9 +38,10 @@ class DevStack:
     temporal: str
 
 
-async def wait_for(url: str, within: float = 60.0) -> httpx.Response:
+async def wait_for(url: str, within: float = 60.0, key: str | None = None) -> httpx.Response:
     deadline = asyncio.get_running_loop().time() + within
-    async with httpx.AsyncClient(timeout=5) as http:
+    headers = {"X-API-Key": key} if key else {}
+    async with httpx.AsyncClient(timeout=5, headers=headers) as http:
         while True:
             try:
                 response = await http.get(url)
@@ -86,7 +87,12 @@ async def cycles_completed(address: str) -> int:
 
 async def test_dev_runs_the_whole_stack_and_stops_cleanly(dev_stack: DevStack) -> None:
     health_url = f"{dev_stack.api}/api/v1/orchestrator/health"
-    body = (await wait_for(health_url)).json()
+    await wait_for(f"{dev_stack.api}/healthz")
+    key = (dev_stack.state_dir / "dev-api-key").read_text().strip()
+    assert (await wait_for(f"{dev_stack.api}/readyz")).json()["ready"] is True
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(health_url)).status_code == 401
+    body = (await wait_for(health_url, key=key)).json()
     assert [a["status"] for a in body["agents"]] == ["unknown"] * 4
     assert (await wait_for(dev_stack.ui)).status_code == 200
 
@@ -106,7 +112,8 @@ async def test_dev_runs_the_whole_stack_and_stops_cleanly(dev_stack: DevStack) -
         *[run("researcher", "failed", ago=timedelta(hours=1 + i), now=now) for i in range(3)],
     )
     await engine.dispose()
-    statuses = {a["agent_name"]: a["status"] for a in (await wait_for(health_url)).json()["agents"]}
+    response = await wait_for(health_url, key=key)
+    statuses = {a["agent_name"]: a["status"] for a in response.json()["agents"]}
     assert statuses == {
         "prospector": "unknown",
         "hygiene": "healthy",
@@ -118,5 +125,6 @@ async def test_dev_runs_the_whole_stack_and_stops_cleanly(dev_stack: DevStack) -
     output, _ = dev_stack.process.communicate(timeout=30)
     assert dev_stack.process.returncode == 0, output.decode(errors="replace")
     assert b"Temporal Web UI" in output
+    assert key.encode() in output  # printed once, when it was made
     leftover = subprocess.run(["pgrep", "-f", str(dev_stack.state_dir)], capture_output=True)
     assert leftover.stdout == b"", "a process of the dev stack outlived Ctrl-C"

@@ -12,6 +12,7 @@ from sqlalchemy import select, tuple_
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.auth import authorize
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.routes.orchestrator import workflow_url
 from db.models import Handoff
@@ -27,6 +28,7 @@ from pipeline.handoffs import (
 from workflows.handoff import CompleteInput, HandoffWorkflow
 
 router = APIRouter(prefix="/api/v1", tags=["handoffs"])
+callbacks = APIRouter(prefix="/api/v1", tags=["handoffs"])
 HandoffIdPath = Annotated[str, Path(max_length=128, description="prospect:state:micros")]
 
 
@@ -160,7 +162,7 @@ async def cancel_handoff(
     return ActionResult(handoff_id=handoff_id, action="cancel_requested", workflow_id=handle.id)
 
 
-@router.post("/handoffs/{handoff_id}/complete", response_model=ActionResult, status_code=202)
+@callbacks.post("/handoffs/{handoff_id}/complete", response_model=ActionResult, status_code=202)
 async def complete_handoff(
     *,
     handoff_id: HandoffIdPath,
@@ -175,8 +177,11 @@ async def complete_handoff(
     row = await _ledger_row(session, handoff_id)
     endpoint = settings.agent_endpoints.get(row.to_agent)
     secret = endpoint.secret if endpoint is not None else None
-    if secret is not None and not verify(body, secret.get_secret_value(), signature):
-        raise HTTPException(401, detail=f"missing or invalid {SIGNATURE_HEADER}")
+    if secret is not None:
+        if not verify(body, secret.get_secret_value(), signature):
+            raise HTTPException(401, detail=f"missing or invalid {SIGNATURE_HEADER}")
+    else:  # an agent without a shared secret proves itself with an operator key
+        authorize(request)
     try:
         result = AgentResult.model_validate_json(body)
     except ValidationError as exc:
