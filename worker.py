@@ -10,16 +10,20 @@ import asyncio
 import logging
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agent_http import HttpAgentActivities
+from activities.alerts import NotifyPolicy
 from activities.conflicts import ConflictActivities
 from activities.findings import FindingsActivities
 from activities.handoffs import HandoffActivities
 from activities.health import HealthActivities
+from activities.notify import SinkConfig
 from activities.reports import ReportActivities, ReportConfig
+from activities.upkeep import UpkeepActivities, UpkeepRules
 from activities.validation import ValidationActivities
 from orchestrator.schedules import apply_schedules
 from orchestrator.search_attributes import ensure_search_attributes
@@ -38,8 +42,9 @@ def build_activities(
     http: httpx.AsyncClient,
     client: Client,
 ) -> list[object]:
+    policy = notify_policy(settings)
     health = HealthActivities(sessionmaker, settings.agents, settings.health)
-    findings = FindingsActivities(sessionmaker)
+    findings = FindingsActivities(sessionmaker, policy, settings.breaker.enabled)
     sweep = settings.handoffs
     handoffs = HandoffActivities(
         sessionmaker,
@@ -47,10 +52,25 @@ def build_activities(
         page_size=sweep.page_size,
         max_children_per_run=sweep.max_children_per_run,
         start_batch=sweep.start_batch,
+        breaker_cooldown=settings.breaker.cooldown,
     )
     http_agents = HttpAgentActivities(settings.agent_endpoints, http, settings.api_public_url)
     reports = ReportActivities(sessionmaker, report_config(settings))
-    validation = ValidationActivities(sessionmaker, settings.validation.rules())
+    validation = ValidationActivities(sessionmaker, settings.validation.rules(), policy)
+    alerts = settings.alerts
+    upkeep = UpkeepActivities(
+        sessionmaker,
+        UpkeepRules(watchdog_after=alerts.watchdog_after.total_seconds(),
+                    stalled_threshold=alerts.stalled_handoffs_threshold),
+        policy,
+        SinkConfig(
+            webhook_url=alerts.webhook_url,
+            webhook_secret=_secret(alerts.webhook_secret),
+            slack_url=_secret(alerts.slack_webhook_url),
+            max_attempts=alerts.max_attempts,
+        ),
+        http,
+    )  # fmt: skip
     conflicts = ConflictActivities(
         sessionmaker, client, settings.conflicts,
         task_queue=settings.temporal.task_queue,
@@ -69,7 +89,17 @@ def build_activities(
         validation.validate_range,
         validation.close_validation,
         conflicts.resolve_conflicts,
+        upkeep.after_cycle,
     ]
+
+
+def notify_policy(settings: Settings) -> NotifyPolicy:
+    return NotifyPolicy(sinks=settings.alerts.sinks, repeat_after=settings.alerts.repeat_after,
+                        web_ui_url=settings.temporal.web_ui_url)  # fmt: skip
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def report_config(settings: Settings) -> ReportConfig:

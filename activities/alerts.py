@@ -1,14 +1,18 @@
-"""The alert table's one rule: at most one unresolved alert per fingerprint.
+"""Alerts people trust: one unresolved alert per fingerprint, and notifications only when
+they carry news.
 
-The same condition seen again updates its open alert (last seen, count, severity, message)
-instead of adding a row; a condition that no longer holds resolves it. Updates at or before
-the alert's last sighting are ignored, which makes a retried activity harmless.
+The same condition seen again updates its open alert (last seen, count, severity, message).
+People are told when an alert opens, when it gets worse, when it is still open (and not
+acknowledged) after the repeat interval, and once when it resolves; never while its agent is
+silenced. A notification is written to the outbox (``notifications``) in the same transaction
+as the alert, one row per sink, and delivered afterwards: a sink that is down loses nothing.
+Updates at or before the alert's last sighting are ignored, so a retried activity is harmless.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -16,9 +20,11 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Alert
+from db.models import AgentControl, Alert, Notification
 
 log = logging.getLogger(__name__)
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 class AlertChange(StrEnum):
@@ -37,6 +43,12 @@ class AlertSpec(BaseModel):
     details: dict[str, Any] | None = None
 
 
+class NotifyPolicy(BaseModel):
+    sinks: list[str] = ["log"]
+    repeat_after: timedelta = timedelta(hours=4)
+    web_ui_url: str | None = None
+
+
 async def open_alerts(session: AsyncSession, fingerprints: list[str]) -> dict[str, Alert]:
     rows = await session.scalars(
         select(Alert).where(Alert.fingerprint.in_(fingerprints), Alert.status != "resolved")
@@ -45,30 +57,43 @@ async def open_alerts(session: AsyncSession, fingerprints: list[str]) -> dict[st
 
 
 async def raise_alert(
-    session: AsyncSession, spec: AlertSpec, now: datetime, current: Alert | None = None
+    session: AsyncSession,
+    spec: AlertSpec,
+    now: datetime,
+    policy: NotifyPolicy,
+    current: Alert | None = None,
 ) -> AlertChange:
     """Open the alert, or refresh the open one (pass it as ``current`` when already read)."""
     if current is None:
         current = (await open_alerts(session, [spec.fingerprint])).get(spec.fingerprint)
     if current is None:
-        session.add(
-            Alert(
-                fingerprint=spec.fingerprint, kind=spec.kind, agent_name=spec.agent_name,
-                severity=spec.severity, status="open", message=spec.message,
-                details=spec.details, first_seen=now, last_seen=now, count=1,
-            )
+        alert = Alert(
+            fingerprint=spec.fingerprint, kind=spec.kind, agent_name=spec.agent_name,
+            severity=spec.severity, status="open", message=spec.message,
+            details=spec.details, first_seen=now, last_seen=now, count=1,
         )  # fmt: skip
+        session.add(alert)
+        await session.flush()
         log.warning("alert opened: %s", spec.message)
+        await _notify(session, alert, "opened", now, policy)
         return AlertChange.CREATED
     if current.last_seen >= now:
         return AlertChange.UNCHANGED
     current.severity, current.message, current.details = spec.severity, spec.message, spec.details
     current.last_seen, current.count = now, current.count + 1
+    if SEVERITY_RANK[spec.severity] > SEVERITY_RANK[current.notified_severity or "info"]:
+        await _notify(session, current, "worsened", now, policy)
+    elif current.status == "open" and _due(current, now, policy.repeat_after):
+        await _notify(session, current, "repeat", now, policy)
     return AlertChange.UPDATED
 
 
 async def resolve_alert(
-    session: AsyncSession, fingerprint: str, now: datetime, current: Alert | None = None
+    session: AsyncSession,
+    fingerprint: str,
+    now: datetime,
+    policy: NotifyPolicy,
+    current: Alert | None = None,
 ) -> AlertChange:
     if current is None:
         current = (await open_alerts(session, [fingerprint])).get(fingerprint)
@@ -76,4 +101,53 @@ async def resolve_alert(
         return AlertChange.UNCHANGED
     current.status, current.resolved_at, current.last_seen = "resolved", now, now
     log.info("alert resolved: %s", fingerprint)
+    if current.notified_at is not None:  # people heard it open; they hear it close, once
+        await _notify(session, current, "resolved", now, policy)
     return AlertChange.RESOLVED
+
+
+def _due(alert: Alert, now: datetime, repeat_after: timedelta) -> bool:
+    return alert.notified_at is None or now - alert.notified_at >= repeat_after
+
+
+async def _silenced(session: AsyncSession, agent: str | None, now: datetime) -> bool:
+    if agent is None:
+        return False
+    until = await session.scalar(
+        select(AgentControl.silenced_until).where(AgentControl.agent_name == agent)
+    )
+    return until is not None and until > now
+
+
+async def _notify(
+    session: AsyncSession, alert: Alert, event: str, now: datetime, policy: NotifyPolicy
+) -> None:
+    if await _silenced(session, alert.agent_name, now):
+        log.info("alert %s %s while %s is silenced: not sent", alert.fingerprint, event,
+                 alert.agent_name)  # fmt: skip
+        return
+    payload = notification_payload(alert, event, policy.web_ui_url)
+    for sink in policy.sinks:
+        session.add(Notification(alert_id=alert.id, sink=sink, event=event, payload=payload,
+                                 status="pending", attempts=0, created_at=now))  # fmt: skip
+    if event != "resolved":
+        alert.notified_at, alert.notified_severity = now, alert.severity
+
+
+def notification_payload(alert: Alert, event: str, web_ui_url: str | None) -> dict[str, Any]:
+    details = alert.details or {}
+    return {
+        "event": event,
+        "alert_id": alert.id,
+        "fingerprint": alert.fingerprint,
+        "kind": alert.kind,
+        "agent": alert.agent_name,
+        "severity": alert.severity,
+        "status": details.get("status"),
+        "error_rate": details.get("error_rate"),
+        "message": alert.message,
+        "count": alert.count,
+        "first_seen": alert.first_seen.isoformat(),
+        "last_seen": alert.last_seen.isoformat(),
+        "web_ui_url": web_ui_url,
+    }

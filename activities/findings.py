@@ -15,7 +15,16 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.alerts import AlertChange, AlertSpec, open_alerts, raise_alert, resolve_alert
+from activities.alerts import (
+    AlertChange,
+    AlertSpec,
+    NotifyPolicy,
+    open_alerts,
+    raise_alert,
+    resolve_alert,
+)
+from activities.controls import open_circuits
+from activities.upkeep import beat
 from db.dialect import insert_for
 from db.models import Event
 from pipeline.health import AgentHealth, HealthStatus
@@ -38,6 +47,7 @@ class HealthFindings(BaseModel):
     alerts_updated: int = 0
     alerts_resolved: int = 0
     events_recorded: int = 0
+    circuits_opened: list[str] = []
 
 
 def alert_fingerprint(agent_name: str) -> str:
@@ -50,8 +60,15 @@ def alert_message(health: AgentHealth) -> str:
     return f"{text} ({why})" if why else text
 
 
-async def record_health_findings(session: AsyncSession, input: RecordHealthInput) -> HealthFindings:
-    findings = HealthFindings()
+async def record_health_findings(
+    session: AsyncSession,
+    input: RecordHealthInput,
+    policy: NotifyPolicy | None = None,
+    breaker: bool = True,
+) -> HealthFindings:
+    """Alerts for unhealthy agents (resolved when healthy again), their events, the circuit
+    breaker for failing ones, and the monitor's heartbeat for the watchdog."""
+    policy, findings = policy or NotifyPolicy(), HealthFindings()
     fingerprints = [alert_fingerprint(h.agent_name) for h in input.agents]
     current = await open_alerts(session, fingerprints)
     for health in input.agents:
@@ -59,13 +76,17 @@ async def record_health_findings(session: AsyncSession, input: RecordHealthInput
         if health.is_unhealthy:
             findings.events_recorded += await _record_event(session, input.cycle_id, health)
             change = await raise_alert(
-                session, _alert_spec(health), input.as_of, current.get(fingerprint)
+                session, _alert_spec(health), input.as_of, policy, current.get(fingerprint)
             )
             findings.alerts_created += change is AlertChange.CREATED
             findings.alerts_updated += change is AlertChange.UPDATED
         elif health.status is HealthStatus.HEALTHY and fingerprint in current:
-            await resolve_alert(session, fingerprint, input.as_of, current[fingerprint])
+            await resolve_alert(session, fingerprint, input.as_of, policy, current[fingerprint])
             findings.alerts_resolved += 1
+    if breaker:
+        failing = [h.agent_name for h in input.agents if h.status is HealthStatus.FAILING]
+        findings.circuits_opened = await open_circuits(session, failing, input.as_of)
+    await beat(session, "monitor", input.as_of)
     await session.commit()
     return findings
 
@@ -104,10 +125,17 @@ async def _record_event(session: AsyncSession, cycle_id: str, health: AgentHealt
 
 
 class FindingsActivities:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        policy: NotifyPolicy | None = None,
+        breaker: bool = True,
+    ) -> None:
         self._sessionmaker = sessionmaker
+        self._policy = policy or NotifyPolicy()
+        self._breaker = breaker
 
     @activity.defn(name="record_health_findings")
     async def record_health_findings(self, input: RecordHealthInput) -> HealthFindings:
         async with self._sessionmaker() as session:
-            return await record_health_findings(session, input)
+            return await record_health_findings(session, input, self._policy, self._breaker)

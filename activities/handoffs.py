@@ -15,9 +15,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.controls import blocked_agents, deferrals, settle_probe
 from activities.handoff_queries import find_pending_page, pending_for_prospect, why_not_pending
 from db.dialect import insert_for
-from db.models import AgentControl, Event, Handoff, OrchestratorAction, RecordLock
+from db.models import Event, Handoff, OrchestratorAction, RecordLock
 from pipeline.contract import AgentResult
 from pipeline.handoffs import (
     OPEN_STATUSES,
@@ -35,7 +36,8 @@ class FindPendingInput(BaseModel):
 class PendingPage(BaseModel):
     items: list[PendingHandoff]
     next_cursor: int | None
-    paused_agents: list[str] = []
+    deferred: dict[str, str] = {}
+    """Handoff id -> why it waits (its agent is paused, or its circuit is open)."""
     policy: HandoffPolicy
     page_size: int
     max_children_per_run: int
@@ -77,6 +79,9 @@ class FinishInput(BaseModel):
 
 class FinishResult(BaseModel):
     next: PendingHandoff | None = None
+    deferred: str | None = None
+    """The next agent, when the chain stops because that agent is paused or its circuit is
+    open."""
 
 
 def _now() -> datetime:
@@ -226,10 +231,15 @@ async def finish_handoff(session: AsyncSession, input: FinishInput) -> FinishRes
     if closed.rowcount:  # first time for this attempt: release, audit and announce it once
         await _release_lease(session, pending)
         _audit(session, input, now)
+        succeeded = input.status is HandoffStatus.COMPLETED
+        await settle_probe(session, pending.to_agent, pending.id, succeeded, now)
     await session.commit()
     if input.status is not HandoffStatus.COMPLETED or not input.find_next:
         return FinishResult()
-    return FinishResult(next=await pending_for_prospect(session, pending.prospect_id))
+    following = await pending_for_prospect(session, pending.prospect_id)
+    if following is not None and following.to_agent in await blocked_agents(session):
+        return FinishResult(deferred=following.to_agent)  # the sweep hands it on later
+    return FinishResult(next=following)
 
 
 def _audit(session: AsyncSession, input: FinishInput, now: datetime) -> None:
@@ -269,23 +279,22 @@ class HandoffActivities:
         page_size: int = 500,
         max_children_per_run: int = 1000,
         start_batch: int = 100,
+        breaker_cooldown: timedelta = timedelta(minutes=10),
     ) -> None:
         self._sessionmaker = sessionmaker
         self._policy = policy
         self._page = (page_size, max_children_per_run, start_batch)
+        self._cooldown = breaker_cooldown
 
     @activity.defn(name="find_pending_handoffs")
     async def find_pending_handoffs(self, input: FindPendingInput) -> PendingPage:
         page_size, max_children, batch = self._page
         async with self._sessionmaker() as session:
             items = await find_pending_page(session, input.after_id, page_size)
-            paused = await session.scalars(
-                select(AgentControl.agent_name).where(AgentControl.paused.is_(True))
-            )
-            paused_agents = sorted(paused)
+            deferred = await deferrals(session, items, _now(), self._cooldown)
         cursor = items[-1].prospect_id if len(items) == page_size else None
         return PendingPage(
-            items=items, next_cursor=cursor, paused_agents=paused_agents, policy=self._policy,
+            items=items, next_cursor=cursor, deferred=deferred, policy=self._policy,
             page_size=page_size, max_children_per_run=max_children, start_batch=batch,
         )  # fmt: skip
 

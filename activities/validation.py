@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.alerts import AlertSpec, raise_alert, resolve_alert
+from activities.alerts import AlertSpec, NotifyPolicy, raise_alert, resolve_alert
 from activities.handoff_queries import has_contact_email, not_yet_handed_off, trigger_clause
 from db.dialect import insert_for
 from db.models import Activity, OutreachSequence, Prospect, StateViolation
@@ -182,7 +182,10 @@ async def _upsert(
 
 
 async def close_sweep(
-    session: AsyncSession, rules: ValidationRules, now: datetime
+    session: AsyncSession,
+    rules: ValidationRules,
+    now: datetime,
+    policy: NotifyPolicy | None = None,
 ) -> ClosedViolations:
     """Close what this sweep did not see again, and alert when too many stay open."""
     resolved = await session.execute(
@@ -203,9 +206,9 @@ async def close_sweep(
             message=f"{total} open state violations (threshold {rules.alert_threshold})",
             details={"open_by_kind": by_kind},
         )  # fmt: skip
-        change = await raise_alert(session, spec, now)
+        change = await raise_alert(session, spec, now, policy or NotifyPolicy())
     else:
-        change = await resolve_alert(session, VIOLATIONS_ALERT, now)
+        change = await resolve_alert(session, VIOLATIONS_ALERT, now, policy or NotifyPolicy())
     await session.commit()
     return ClosedViolations(resolved=resolved.rowcount or 0, open_total=total,
                             open_by_kind=by_kind, alert=change.value)  # fmt: skip
@@ -213,10 +216,14 @@ async def close_sweep(
 
 class ValidationActivities:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], rules: ValidationRules
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        rules: ValidationRules,
+        policy: NotifyPolicy | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._rules = rules
+        self._policy = policy or NotifyPolicy()
 
     @activity.defn(name="prospect_id_bounds")
     async def prospect_id_bounds(self) -> ValidationBounds:
@@ -234,6 +241,6 @@ class ValidationActivities:
     @activity.defn(name="close_validation")
     async def close_validation(self, input: CloseValidationInput) -> ClosedViolations:
         async with self._sessionmaker() as session:
-            closed = await close_sweep(session, self._rules, input.as_of)
+            closed = await close_sweep(session, self._rules, input.as_of, self._policy)
         activity.logger.info("state violations open: %s", closed.open_by_kind or "none")
         return closed

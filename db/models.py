@@ -200,7 +200,39 @@ class Alert(Base):
     last_seen: Mapped[datetime]
     count: Mapped[int] = mapped_column(default=1)
     acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     resolved_at: Mapped[datetime | None]
+    notified_at: Mapped[datetime | None]
+    """When people were last told (opened, worse, repeat); drives the repeat interval."""
+    notified_severity: Mapped[str | None] = mapped_column(String(16))
+
+
+class Notification(Base):
+    """Outbox: a notification is written with its alert, in the same transaction, and sent
+    afterwards; a sink that is down leaves it pending, never lost."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(Id, ForeignKey("alerts.id"))
+    sink: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class CycleHeartbeat(Base):
+    """When each cycle mode last completed: what the watchdog reads."""
+
+    __tablename__ = "cycle_heartbeats"
+
+    mode: Mapped[str] = mapped_column(String(16), primary_key=True)
+    last_completed_at: Mapped[datetime]
 
 
 class PipelineReport(Base):
@@ -254,6 +286,9 @@ class AgentControl(Base):
     paused_reason: Mapped[str | None] = mapped_column(Text)
     circuit_state: Mapped[str] = mapped_column(String(16), default="closed")
     circuit_changed_at: Mapped[datetime | None]
+    probe_handoff_id: Mapped[str | None] = mapped_column(String(128))
+    """The one handoff let through while the circuit is half-open."""
+    silenced_until: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
 

@@ -67,6 +67,34 @@ class ValidationSettings(BaseModel):
         )  # fmt: skip
 
 
+class AlertSettings(BaseModel):
+    """Where alerts go and how often people are reminded."""
+
+    repeat_after: timedelta = timedelta(hours=4)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    """Signs the generic webhook's JSON body (HMAC-SHA256, X-Orchestrator-Signature)."""
+    slack_webhook_url: SecretStr | None = None
+    """A Slack-compatible incoming webhook (its URL is the secret)."""
+    stalled_handoffs_threshold: int = Field(10, ge=0)
+    watchdog_after: timedelta = timedelta(minutes=30)
+    """No monitor cycle completed for this long (twice its interval) is itself an alert."""
+    max_attempts: int = Field(50, ge=1)
+    """Deliveries tried this many times are given up (marked failed, still visible)."""
+
+    @property
+    def sinks(self) -> list[str]:
+        return ["log"] + ["webhook"] * bool(self.webhook_url) + ["slack"] * bool(
+            self.slack_webhook_url
+        )
+
+
+class BreakerSettings(BaseModel):
+    enabled: bool = True
+    cooldown: timedelta = timedelta(minutes=10)
+    """How long a failing agent's circuit stays open before one probe handoff is let through."""
+
+
 class ConflictSettings(ConflictRules):
     """How long a handoff may wait on another agent's lease before it is reported."""
 
@@ -155,6 +183,8 @@ class Settings(BaseSettings):
     reports: ReportSettings = ReportSettings()
     validation: ValidationSettings = ValidationSettings()
     conflicts: ConflictSettings = ConflictSettings()
+    alerts: AlertSettings = AlertSettings()
+    breaker: BreakerSettings = BreakerSettings()
     agent_endpoints: dict[str, AgentEndpoint] = {}
     api_keys: list[ApiKey] = []
     """JSON list of {name, role, sha256}; the keys themselves are never stored."""

@@ -152,5 +152,7 @@ async def test_recording_findings_twice_for_one_cycle_changes_nothing(sessionmak
         again = await record_health_findings(session, findings_input)
     assert (once.alerts_created, once.events_recorded) == (2, 2)
     assert (again.alerts_created, again.alerts_updated, again.events_recorded) == (0, 0, 0)
+    assert (once.circuits_opened, again.circuits_opened) == (["researcher"], [])
     assert await count(sessionmaker, Alert) == 2
-    assert await count(sessionmaker, Event) == 2
+    assert await count(sessionmaker, Event, Event.kind == "agent_unhealthy") == 2
+    assert await count(sessionmaker, Event, Event.kind == "circuit_opened") == 1

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.handoffs import FindPendingInput, HandoffActivities
     from activities.health import ComputeHealthInput, HealthActivities
     from activities.reports import GenerateReportInput, ReportActivities, ReportResult
+    from activities.upkeep import AfterCycle, AfterCycleInput, UpkeepActivities
     from activities.validation import (
         CloseValidationInput,
         ValidateRangeInput,
@@ -77,6 +78,7 @@ class CycleWorkflow:
                 summary.errors[step.value] = _cause(err)
                 workflow.logger.warning("cycle step %s failed: %s", step.value, _cause(err))
             summary.steps_done.append(step.value)
+        summary.upkeep = await self._after(summary)
         summary.finished_at = workflow.now()
         self._progress.step = "done"
         return summary
@@ -169,6 +171,20 @@ class CycleWorkflow:
         result.open_by_kind, result.alert = closed.open_by_kind, closed.alert
         return result
 
+    async def _after(self, summary: CycleSummary) -> AfterCycle | None:
+        """Heartbeats, the watchdog and notification delivery: never fails the cycle."""
+        completed = [s for s in summary.steps_done if s not in summary.errors]
+        try:
+            return await workflow.execute_activity_method(
+                UpkeepActivities.after_cycle,
+                AfterCycleInput(as_of=workflow.now(), completed=completed),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as err:
+            workflow.logger.warning("after-cycle upkeep failed: %s", _cause(err))
+            return None
+
     async def _report(self, input: CycleInput) -> ReportResult:
         return await workflow.execute_activity_method(
             ReportActivities.generate_report,
@@ -200,6 +216,7 @@ class CycleWorkflow:
             alerts_created=findings.alerts_created,
             alerts_updated=findings.alerts_updated,
             alerts_resolved=findings.alerts_resolved,
+            circuits_opened=findings.circuits_opened,
             statuses={h.agent_name: h.status for h in snapshot.agents},
         )
 

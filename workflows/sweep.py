@@ -24,7 +24,7 @@ async def start_page(page: PendingPage, summary: HandoffSweepSummary) -> int:
     """Start a handoff per pending prospect of the page; returns how many were started."""
     summary.pages += 1
     summary.pending += len(page.items)
-    runnable = [p for p in page.items if p.to_agent not in page.paused_agents]
+    runnable = [p for p in page.items if p.id not in page.deferred]
     summary.deferred += len(page.items) - len(runnable)
     started = 0
     for i in range(0, len(runnable), page.start_batch):

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from activities.conflicts import ResolveSummary
 from activities.reports import ReportResult
+from activities.upkeep import AfterCycle
 from pipeline.health import HealthStatus
 
 
@@ -34,6 +35,7 @@ class MonitorSummary(BaseModel):
     alerts_created: int
     alerts_updated: int = 0
     alerts_resolved: int = 0
+    circuits_opened: list[str] = []
     statuses: dict[str, HealthStatus] = {}
 
 
@@ -56,6 +58,7 @@ class CycleSummary(BaseModel):
     report: ReportResult | None = None
     validation: ValidationSummary | None = None
     conflicts: ResolveSummary | None = None
+    upkeep: AfterCycle | None = None
     errors: dict[str, str] = {}
     """Steps of a ``full`` cycle that failed, with why; the others still ran."""
     steps_done: list[str] = []

@@ -24,6 +24,8 @@ def upgrade() -> None:
         sa.Column("paused_reason", sa.Text(), nullable=True),
         sa.Column("circuit_state", sa.String(length=16), nullable=False),
         sa.Column("circuit_changed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("probe_handoff_id", sa.String(length=128), nullable=True),
+        sa.Column("silenced_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("agent_name"),
     )
@@ -64,7 +66,10 @@ def upgrade() -> None:
         sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
         sa.Column("count", sa.Integer(), nullable=False),
         sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("acknowledged_by", sa.String(length=64), nullable=True),
         sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("notified_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("notified_severity", sa.String(length=16), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_alerts_status_agent", "alerts", ["status", "agent_name"], unique=False)
@@ -276,9 +281,42 @@ def upgrade() -> None:
         "ix_outreach_sequences_prospect_id", "outreach_sequences", ["prospect_id"], unique=False
     )
     op.create_index("ix_outreach_sequences_status", "outreach_sequences", ["status"], unique=False)
+    _upgrade_outbox()
+
+
+def _upgrade_outbox() -> None:
+    op.create_table(
+        "notifications",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "alert_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("sink", sa.String(length=32), nullable=False),
+        sa.Column("event", sa.String(length=16), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["alert_id"], ["alerts.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        "ix_notifications_status_created", "notifications", ["status", "created_at"], unique=False
+    )
+    op.create_table(
+        "cycle_heartbeats",
+        sa.Column("mode", sa.String(length=16), nullable=False),
+        sa.Column("last_completed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("mode"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("cycle_heartbeats")
+    op.drop_index("ix_notifications_status_created", table_name="notifications")
+    op.drop_table("notifications")
     op.drop_index("ix_outreach_sequences_status", table_name="outreach_sequences")
     op.drop_index("ix_outreach_sequences_prospect_id", table_name="outreach_sequences")
     op.drop_index("ix_outreach_sequences_completed_at", table_name="outreach_sequences")

@@ -1,0 +1,115 @@
+"""What every cycle does last: note that it ran, watch the watchers, and send notifications.
+
+The watchdog exists because the monitor must be monitored: if no monitor cycle has completed
+for twice its interval, any other cycle (handoffs run every five minutes) raises an alert.
+Stalled handoffs over a threshold raise one too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import httpx
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities.alerts import AlertSpec, NotifyPolicy, raise_alert, resolve_alert
+from activities.notify import Delivery, SinkConfig, deliver_pending
+from db.dialect import insert_for
+from db.models import CycleHeartbeat, Handoff
+from pipeline.handoffs import HandoffStatus
+
+WATCHDOG, STALLED = "watchdog", "stalled_handoffs"
+
+
+class UpkeepRules(BaseModel):
+    watchdog_after: float
+    """Seconds without a completed monitor cycle before the watchdog alert."""
+    stalled_threshold: int
+
+
+class AfterCycleInput(BaseModel):
+    as_of: datetime
+    completed: list[str] = []
+    """Cycle steps that completed (their heartbeats are recorded)."""
+
+
+class AfterCycle(BaseModel):
+    watchdog: str
+    stalled: int
+    delivery: Delivery
+
+
+async def beat(session: AsyncSession, mode: str, now: datetime) -> None:
+    statement = insert_for(session, CycleHeartbeat).values(mode=mode, last_completed_at=now)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["mode"],
+            set_={"last_completed_at": statement.excluded.last_completed_at},
+        )
+    )
+
+
+async def watch(
+    session: AsyncSession, now: datetime, rules: UpkeepRules, policy: NotifyPolicy
+) -> str:
+    last = await session.scalar(
+        select(CycleHeartbeat.last_completed_at).where(CycleHeartbeat.mode == "monitor")
+    )
+    if last is not None and (now - last).total_seconds() > rules.watchdog_after:
+        spec = AlertSpec(
+            fingerprint=WATCHDOG, kind=WATCHDOG, severity="critical",
+            message=f"no monitor cycle has completed since {last.isoformat()}; "
+            "agent health is not being checked",
+        )  # fmt: skip
+        return (await raise_alert(session, spec, now, policy)).value
+    return (await resolve_alert(session, WATCHDOG, now, policy)).value
+
+
+async def watch_stalls(
+    session: AsyncSession, now: datetime, rules: UpkeepRules, policy: NotifyPolicy
+) -> int:
+    stalled = await session.scalar(
+        select(func.count()).select_from(Handoff).where(
+            Handoff.status == HandoffStatus.STALLED.value, Handoff.finished_at.is_(None)
+        )
+    ) or 0  # fmt: skip
+    if stalled > rules.stalled_threshold:
+        spec = AlertSpec(
+            fingerprint=STALLED, kind=STALLED, severity="warning",
+            message=f"{stalled} handoffs are stalled (threshold {rules.stalled_threshold})",
+            details={"stalled": stalled},
+        )  # fmt: skip
+        await raise_alert(session, spec, now, policy)
+    else:
+        await resolve_alert(session, STALLED, now, policy)
+    return stalled
+
+
+class UpkeepActivities:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        rules: UpkeepRules,
+        policy: NotifyPolicy,
+        sinks: SinkConfig,
+        http: httpx.AsyncClient,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._rules, self._policy, self._sinks, self._http = rules, policy, sinks, http
+
+    @activity.defn(name="after_cycle")
+    async def after_cycle(self, input: AfterCycleInput) -> AfterCycle:
+        async with self._sessionmaker() as session:
+            for mode in input.completed:
+                await beat(session, mode, input.as_of)
+            watchdog = await watch(session, input.as_of, self._rules, self._policy)
+            stalled = await watch_stalls(session, input.as_of, self._rules, self._policy)
+            await session.commit()
+            delivery = await deliver_pending(session, self._sinks, self._http)
+        if delivery.failed:
+            activity.logger.warning("%d notifications not delivered; retried next cycle",
+                                    delivery.failed)  # fmt: skip
+        return AfterCycle(watchdog=watchdog, stalled=stalled, delivery=delivery)
