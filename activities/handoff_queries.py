@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Contact, Handoff, Prospect
@@ -112,3 +112,21 @@ async def why_not_pending(session: AsyncSession, pending: PendingHandoff) -> str
     if not admitted:
         return f"the {pending.from_state!r} trigger's condition no longer holds"
     return None
+
+
+async def pending_counts(session: AsyncSession) -> dict[str, int]:
+    """Queue depth: prospects waiting for a handoff, per target agent (one grouped query)."""
+    rows = await session.execute(
+        select(Prospect.status, func.count())
+        .where(
+            Prospect.deleted_at.is_(None),
+            or_(*(trigger_clause(t) for t in HANDOFF_TRIGGERS.values())),
+            not_yet_handed_off(),
+        )
+        .group_by(Prospect.status)
+    )
+    depth: dict[str, int] = {}
+    for status, n in rows.all():
+        agent = HANDOFF_TRIGGERS[status].next_agent
+        depth[agent] = depth.get(agent, 0) + n
+    return depth

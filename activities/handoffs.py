@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -194,10 +194,13 @@ async def _record_superseded(
 async def _set_status(
     session: AsyncSession, handoff_id: str, status: HandoffStatus, detail: str | None
 ) -> None:
+    """``updated_at`` moves only when the status changes, so it says since when a handoff
+    has been blocked (or stalled), however often it retried meanwhile."""
+    since = case((Handoff.status == status.value, Handoff.updated_at), else_=_now())
     await session.execute(
         update(Handoff)
         .where(Handoff.id == handoff_id)
-        .values(status=status.value, detail=detail, updated_at=_now())
+        .values(status=status.value, detail=detail, updated_at=since)
     )
 
 

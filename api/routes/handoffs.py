@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, tuple_
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import authorize
@@ -20,6 +21,7 @@ from orchestrator.handoff_starts import start_handoff
 from orchestrator.signing import SIGNATURE_HEADER, verify
 from pipeline.contract import AgentResult
 from pipeline.handoffs import (
+    OPEN_STATUSES,
     RETRYABLE_STATUSES,
     HandoffState,
     HandoffStatus,
@@ -126,7 +128,8 @@ async def prospect_handoff(
 async def retry_handoff(
     *, handoff_id: HandoffIdPath, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
 ) -> ActionResult:
-    """Blocked: try the lease again now. Failed or cancelled: run the handoff again."""
+    """Blocked: try the lease again now. Failed, cancelled, or left open by a workflow that
+    is gone: run the handoff again."""
     row = await _ledger_row(session, handoff_id)
     client = await temporal_client(temporal)
     handle = client.get_workflow_handle(handoff_workflow_id(row.prospect_id))
@@ -136,14 +139,19 @@ async def retry_handoff(
             raise HTTPException(409, detail=_not_retryable(handoff_id, live.status.value))
         await handle.signal(HandoffWorkflow.retry)
         return ActionResult(handoff_id=handoff_id, action="signalled", workflow_id=handle.id)
-    if HandoffStatus(row.status) not in RETRYABLE_STATUSES:
+    abandoned = live is None and HandoffStatus(row.status) in OPEN_STATUSES
+    if HandoffStatus(row.status) not in RETRYABLE_STATUSES and not abandoned:
         raise HTTPException(409, detail=_not_retryable(handoff_id, row.status))
     if live is not None:
         raise HTTPException(409, detail=f"prospect {row.prospect_id} has another handoff "
                             f"open ({live.handoff_id}); retry after it ends")  # fmt: skip
     policy = settings.handoffs.policy(settings.agent_endpoints)
-    await start_handoff(client, row, policy=policy, task_queue=settings.temporal.task_queue,
-                        why="retry")  # fmt: skip
+    try:
+        await start_handoff(client, row, policy=policy,
+                            task_queue=settings.temporal.task_queue, why="retry")  # fmt: skip
+    except WorkflowAlreadyStartedError as exc:
+        raise HTTPException(409, detail=f"a handoff of prospect {row.prospect_id} started "
+                            "meanwhile; nothing to retry") from exc  # fmt: skip
     return ActionResult(handoff_id=handoff_id, action="restarted", workflow_id=handle.id)
 
 
@@ -157,7 +165,9 @@ async def cancel_handoff(
     handle = client.get_workflow_handle(handoff_workflow_id(row.prospect_id))
     live = await _live_state(handle)
     if live is None or live.handoff_id != handoff_id:
-        raise HTTPException(409, detail=f"handoff {handoff_id} is not running ({row.status})")
+        gone = HandoffStatus(row.status) in OPEN_STATUSES
+        why = "its workflow is gone; retry runs it again" if gone else f"it is {row.status}"
+        raise HTTPException(409, detail=f"handoff {handoff_id} is not running: {why}")
     await handle.cancel()
     return ActionResult(handoff_id=handoff_id, action="cancel_requested", workflow_id=handle.id)
 
@@ -189,8 +199,10 @@ async def complete_handoff(
     client = await temporal_client(temporal)
     handle = client.get_workflow_handle(handoff_workflow_id(row.prospect_id))
     live = await _live_state(handle)
-    if live is None or live.handoff_id != handoff_id:
-        raise HTTPException(409, detail=f"handoff {handoff_id} is not waiting for a result")
+    http_agent = endpoint is not None and endpoint.transport == "http"
+    if live is None or live.handoff_id != handoff_id or not http_agent:
+        raise HTTPException(409, detail=f"handoff {handoff_id} is not waiting for a result "
+                            "(only HTTP agents that answered 202 call back)")  # fmt: skip
     await handle.signal(
         HandoffWorkflow.complete, CompleteInput(handoff_id=handoff_id, result=result)
     )
