@@ -443,7 +443,10 @@ async def generate_report(
     as_of: datetime,
 ) -> PipelineReport:
     """Build and store one report; what the activity and ``orchestrator report`` both do."""
-    _, end = report_window(report_date, config.tz, config.at)
+    try:
+        _, end = report_window(report_date, config.tz, config.at, days=7)
+    except ValueError as exc:
+        raise ApplicationError(str(exc), type="InvalidReportDate", non_retryable=True) from exc
     if end > as_of:
         raise ApplicationError(
             f"the {kind} report for {report_date} covers a window ending at "

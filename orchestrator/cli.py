@@ -37,6 +37,15 @@ app.add_typer(keys_app, name="keys")
 console = Console()
 T = TypeVar("T")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ScenarioOption = Annotated[
+    Path | None, typer.Option(help="Scenario file (JSON or YAML) for the simulated agents.")
+]
+FailOption = Annotated[
+    str | None, typer.Option(help="Make this simulated agent fail often (60% of its runs).")
+]
+SpeedOption = Annotated[
+    float | None, typer.Option(help="Compress simulated time (latencies, cadence) by this.")
+]
 STATUS_STYLE = {
     HealthStatus.HEALTHY: "green",
     HealthStatus.DEGRADED: "yellow",
@@ -72,17 +81,43 @@ def dev(
     temporal_port: Annotated[int, typer.Option(help="Temporal gRPC port.")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = 8233,
     api_port: Annotated[int | None, typer.Option(help="API port (default ORCH_API_PORT).")] = None,
+    simulate: Annotated[bool, typer.Option(help="Run the four simulated agents too.")] = False,
+    scenario: ScenarioOption = None,
+    fail: FailOption = None,
+    speed: SpeedOption = None,
 ) -> None:
     """Start everything locally: Temporal dev server + Web UI, SQLite, worker and API."""
     from orchestrator.dev import DevOptions, run_dev
     from orchestrator.devserver import BinaryNotFound, PortInUse
 
     settings = _settings()
-    options = DevOptions(state_dir, temporal_port, ui_port, api_port or settings.api_port)
+    plan = _scenario(scenario, fail, speed) if simulate else None
+    options = DevOptions(state_dir, temporal_port, ui_port, api_port or settings.api_port, plan)
     try:
         _run(run_dev(settings, options, console))
     except (BinaryNotFound, PortInUse) as exc:
         raise _fail(str(exc)) from exc
+
+
+@app.command()
+def simulate(
+    scenario: ScenarioOption = None, fail: FailOption = None, speed: SpeedOption = None
+) -> None:
+    """Run the simulated agents against the configured database and Temporal."""
+    from orchestrator.runners import run_simulation_process
+
+    _run(run_simulation_process(_settings(), _scenario(scenario, fail, speed)))
+
+
+def _scenario(path: Path | None, fail: str | None, speed: float | None):
+    from pydantic import ValidationError
+
+    from simulation.scenario import build_scenario
+
+    try:
+        return build_scenario(path, fail, speed)
+    except (OSError, ValueError, ValidationError) as exc:
+        raise _fail(f"scenario: {exc}", 2) from exc
 
 
 @app.command()

@@ -27,6 +27,8 @@ from orchestrator.services import (
 )
 from orchestrator.settings import ApiKey, Role, Settings
 from orchestrator.temporal_client import connect
+from simulation.runner import run_simulation
+from simulation.scenario import Scenario, simulated_expectations
 from worker import prepare_namespace, run_worker
 
 
@@ -36,6 +38,8 @@ class DevOptions:
     temporal_port: int
     ui_port: int
     api_port: int
+    scenario: Scenario | None = None
+    """Run the simulated agents with this scenario (``--simulate``)."""
 
 
 DEV_KEY_FILE = "dev-api-key"
@@ -58,14 +62,22 @@ def dev_settings(settings: Settings, options: DevOptions, server: DevServer, key
     """The configured settings, pointed at the local dev server and state directory, with
     the local operator key added."""
     temporal = settings.temporal.model_copy(
-        update={"address": server.address, "tls": False, "api_key": None,
-                "web_ui_url": server.ui_url}
-    )  # fmt: skip
+        update={
+            "address": server.address,
+            "tls": False,
+            "api_key": None,
+            "web_ui_url": server.ui_url,
+        }
+    )
     keys = [*settings.api_keys, ApiKey(name="dev", role=Role.OPERATOR, sha256=hash_key(key))]
     return settings.model_copy(
-        update={"state_dir": options.state_dir, "temporal": temporal, "api_keys": keys,
-                "api_public_url": f"http://{settings.api_host}:{options.api_port}"}
-    )  # fmt: skip
+        update={
+            "state_dir": options.state_dir,
+            "temporal": temporal,
+            "api_keys": keys,
+            "api_public_url": f"http://{settings.api_host}:{options.api_port}",
+        }
+    )
 
 
 async def run_dev(settings: Settings, options: DevOptions, console: Console) -> None:
@@ -76,10 +88,14 @@ async def run_dev(settings: Settings, options: DevOptions, console: Console) -> 
     await server.start()
     key, made = dev_key(options.state_dir)
     if made:
-        console.print(f"[bold]Local operator API key[/bold] (shown once; kept in "
-                      f"{options.state_dir / DEV_KEY_FILE}): {key}")  # fmt: skip
+        console.print(
+            f"[bold]Local operator API key[/bold] (shown once; kept in "
+            f"{options.state_dir / DEV_KEY_FILE}): {key}"
+        )
     try:
         local = dev_settings(settings, options, server, key)
+        if options.scenario is not None:
+            local = local.model_copy(update={"agents": simulated_expectations(options.scenario)})
         await _run_stack(local, options, server, stop, console)
     finally:
         await server.stop()
@@ -105,7 +121,15 @@ async def _run_stack(
         await client.get_schedule_handle(HEALTH_CHECK_SCHEDULE_ID).trigger()
         worker = run_worker(client, sessions, settings, stop, prepare=False)
         _print_urls(console, settings, server, options)
-        await run_until_first_ends(serve_api_until(api, stop), worker, stop=stop)
+        services = [serve_api_until(api, stop), worker]
+        if options.scenario is not None:
+            services.append(
+                run_simulation(
+                    client, sessions, options.scenario, settings.temporal.task_queue, stop
+                )
+            )
+            console.print("simulated agents: prospector, hygiene, researcher, outreach")
+        await run_until_first_ends(*services, stop=stop)
     finally:
         await engine.dispose()
 

@@ -21,6 +21,8 @@ from orchestrator.settings import Settings
 from orchestrator.temporal_client import connect
 from pipeline.health import AgentHealth
 from pipeline.reports import ReportKind, report_date_for
+from simulation.runner import run_simulation
+from simulation.scenario import Scenario
 from worker import report_config, run_worker
 from workflows.cycle import CycleWorkflow
 from workflows.search_attributes import cycle_attributes
@@ -89,6 +91,19 @@ async def run_worker_process(settings: Settings) -> None:
     try:
         client = await connect(settings.temporal)
         await run_worker(client, create_sessionmaker(engine), settings, stop)
+    finally:
+        await engine.dispose()
+
+
+async def run_simulation_process(settings: Settings, scenario: Scenario) -> None:
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        client = await connect(settings.temporal)
+        await run_simulation(
+            client, create_sessionmaker(engine), scenario, settings.temporal.task_queue, stop
+        )
     finally:
         await engine.dispose()
 

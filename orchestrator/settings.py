@@ -84,8 +84,10 @@ class AlertSettings(BaseModel):
 
     @property
     def sinks(self) -> list[str]:
-        return ["log"] + ["webhook"] * bool(self.webhook_url) + ["slack"] * bool(
-            self.slack_webhook_url
+        return (
+            ["log"]
+            + ["webhook"] * bool(self.webhook_url)
+            + ["slack"] * bool(self.slack_webhook_url)
         )
 
 

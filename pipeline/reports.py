@@ -51,9 +51,12 @@ def report_window(
     if at.tzinfo is not None:
         raise ValueError("'at' is a local wall-clock time; give the zone as 'tz'")
     zone = ZoneInfo(tz)
-    end = datetime.combine(report_date, at, tzinfo=zone)
-    start = datetime.combine(report_date - timedelta(days=days), at, tzinfo=zone)
-    return start.astimezone(UTC), end.astimezone(UTC)
+    try:
+        end = datetime.combine(report_date, at, tzinfo=zone)
+        start = datetime.combine(report_date - timedelta(days=days), at, tzinfo=zone)
+        return start.astimezone(UTC), end.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"no {days}-day report window ends on {report_date}") from None
 
 
 def report_date_for(instant: datetime, tz: str, at: time = SCHEDULE_TIME) -> date:

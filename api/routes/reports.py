@@ -18,7 +18,7 @@ from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
 from db.models import PipelineReport as ReportRow
 from orchestrator.settings import Settings
 from pipeline.report_markdown import to_markdown
-from pipeline.reports import report_date_for
+from pipeline.reports import report_date_for, report_window
 from workflows.cycle import CycleWorkflow
 from workflows.search_attributes import cycle_attributes
 from workflows.types import CycleInput
@@ -53,7 +53,8 @@ async def _respond(session: SessionDep, settings: Settings, kind: Kind, day: dat
             404,
             detail=f"no {kind} report for {day.isoformat()}; {_when(settings, kind)} "
             f"({settings.time_zone}), and past dates can be generated with "
-            f"POST /api/v1/orchestrator/reports/{day.isoformat()}/generate",
+            f"POST /api/v1/orchestrator/reports/{day.isoformat()}/generate"
+            + ("?kind=weekly" if kind == "weekly" else ""),
         )
     if fmt == "md":
         return PlainTextResponse(to_markdown(payload), media_type="text/markdown")
@@ -132,6 +133,10 @@ async def generate_report(
 ) -> Any:
     """(Re)generate the report for a past date through a report cycle, and return it."""
     today = report_date_for(datetime.now(UTC), settings.time_zone, settings.reports.at)
+    try:
+        report_window(report_date, settings.time_zone, settings.reports.at, days=7)
+    except ValueError as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
     if report_date > today:
         raise HTTPException(422, detail=f"{report_date} is in the future; the latest report "
                             f"date now is {today.isoformat()}")  # fmt: skip

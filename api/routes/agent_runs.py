@@ -1,0 +1,135 @@
+"""Run ingestion: agents that cannot reach the database report their runs here. Input is
+checked before anything is stored; a bad report is refused whole, with the reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from sqlalchemy import select
+
+from api.deps import SessionDep, SettingsDep
+from db.models import AgentRun
+
+router = APIRouter(prefix="/api/v1/agents", tags=["agent runs"])
+AgentPath = Annotated[str, Path(max_length=64)]
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class RunIn(BaseModel):
+    status: Literal["running", "completed", "failed"]
+    started_at: AwareDatetime
+    completed_at: AwareDatetime | None = None
+    records_processed: int | None = Field(None, ge=0, le=10_000_000)
+    error: str | None = Field(None, max_length=4000)
+    handoff_id: str | None = Field(None, max_length=128)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunIn:
+        finished = self.status != "running"
+        if finished and self.completed_at is None:
+            raise ValueError(f"a {self.status} run needs completed_at")
+        if not finished and self.completed_at is not None:
+            raise ValueError("a running run has no completed_at yet")
+        if self.completed_at is not None and self.completed_at < self.started_at:
+            raise ValueError("completed_at is before started_at")
+        if self.status == "running" and self.records_processed is not None:
+            raise ValueError("records_processed is reported when the run ends")
+        return self
+
+
+class RunUpdate(BaseModel):
+    status: Literal["completed", "failed"]
+    completed_at: AwareDatetime
+    records_processed: int | None = Field(None, ge=0, le=10_000_000)
+    error: str | None = Field(None, max_length=4000)
+
+
+class RunOut(BaseModel):
+    id: int
+    agent_name: str
+    status: str
+    started_at: datetime
+    completed_at: datetime | None
+    records_processed: int | None
+    error: str | None
+    handoff_id: str | None
+
+
+def _known(settings: SettingsDep, name: str) -> None:
+    if name not in settings.agents:
+        raise HTTPException(
+            404, detail=f"unknown agent {name!r}; configured agents: {', '.join(settings.agents)}"
+        )
+
+
+def _not_future(moment: datetime, field: str) -> None:
+    if moment > datetime.now(UTC) + CLOCK_SKEW:
+        raise HTTPException(422, detail=f"{field} is in the future: {moment.isoformat()}")
+
+
+@router.post("/{name}/runs", response_model=RunOut, status_code=201)
+async def report_run(
+    *, name: AgentPath, body: RunIn, session: SessionDep, settings: SettingsDep
+) -> RunOut:
+    """Record one run of an agent (finished, or running and finished later with PATCH)."""
+    _known(settings, name)
+    _not_future(body.started_at, "started_at")
+    if body.completed_at is not None:
+        _not_future(body.completed_at, "completed_at")
+    row = AgentRun(agent_name=name, **body.model_dump())
+    session.add(row)
+    await session.commit()
+    return RunOut.model_validate(row, from_attributes=True)
+
+
+@router.patch("/{name}/runs/{run_id}", response_model=RunOut)
+async def finish_run(
+    *,
+    name: AgentPath,
+    run_id: Annotated[int, Path(ge=1)],
+    body: RunUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> RunOut:
+    """Finish a run reported as running."""
+    _known(settings, name)
+    row = await session.get(AgentRun, run_id)
+    if row is None or row.agent_name != name:
+        raise HTTPException(404, detail=f"agent {name!r} has no run {run_id}")
+    if row.status != "running":
+        raise HTTPException(409, detail=f"run {run_id} already ended ({row.status})")
+    if body.completed_at < row.started_at:
+        raise HTTPException(422, detail="completed_at is before the run's started_at")
+    _not_future(body.completed_at, "completed_at")
+    row.status, row.completed_at = body.status, body.completed_at
+    row.records_processed, row.error = body.records_processed, body.error
+    await session.commit()
+    return RunOut.model_validate(row, from_attributes=True)
+
+
+@router.get("/{name}/runs", response_model=list[RunOut])
+async def list_runs(
+    *,
+    name: AgentPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    handoff_id: Annotated[str | None, Query(max_length=128)] = None,
+    status: Literal["running", "completed", "failed"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[RunOut]:
+    """An agent's latest runs, optionally for one handoff or in one status."""
+    _known(settings, name)
+    query = (
+        select(AgentRun)
+        .where(AgentRun.agent_name == name)
+        .order_by(AgentRun.started_at.desc(), AgentRun.id.desc())
+        .limit(limit)
+    )
+    if handoff_id is not None:
+        query = query.where(AgentRun.handoff_id == handoff_id)
+    if status is not None:
+        query = query.where(AgentRun.status == status)
+    return [RunOut.model_validate(r, from_attributes=True) for r in await session.scalars(query)]
