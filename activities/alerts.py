@@ -81,7 +81,9 @@ async def raise_alert(
         return AlertChange.UNCHANGED
     current.severity, current.message, current.details = spec.severity, spec.message, spec.details
     current.last_seen, current.count = now, current.count + 1
-    if SEVERITY_RANK[spec.severity] > SEVERITY_RANK[current.notified_severity or "info"]:
+    if current.notified_at is None:  # nobody has heard of it yet (it opened while silenced)
+        await _notify(session, current, "opened", now, policy)
+    elif SEVERITY_RANK[spec.severity] > SEVERITY_RANK[current.notified_severity or "info"]:
         await _notify(session, current, "worsened", now, policy)
     elif current.status == "open" and _due(current, now, policy.repeat_after):
         await _notify(session, current, "repeat", now, policy)

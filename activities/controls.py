@@ -77,6 +77,18 @@ async def settle_probe(
     return state.value
 
 
+async def release_probe(session: AsyncSession, agent: str, handoff_id: str, now: datetime) -> None:
+    """A probe that never reached the agent (superseded, already done) proves nothing: the
+    circuit goes back to open, cooled down, so the next sweep sends another probe."""
+    released = await session.execute(
+        update(AgentControl)
+        .where(AgentControl.agent_name == agent, AgentControl.probe_handoff_id == handoff_id)
+        .values(circuit_state=Circuit.OPEN.value, probe_handoff_id=None, updated_at=now)
+    )
+    if released.rowcount:
+        record_change(session, agent, "probe_released", now, probe=handoff_id)
+
+
 async def deferrals(
     session: AsyncSession,
     items: list[PendingHandoff],

@@ -15,7 +15,7 @@ from sqlalchemy import case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.controls import blocked_agents, deferrals, settle_probe
+from activities.controls import blocked_agents, deferrals, release_probe, settle_probe
 from activities.handoff_queries import find_pending_page, pending_for_prospect, why_not_pending
 from db.dialect import insert_for
 from db.models import Event, Handoff, OrchestratorAction, RecordLock
@@ -91,10 +91,12 @@ def _now() -> datetime:
 async def begin_handoff(session: AsyncSession, input: BeginInput) -> BeginResult:
     pending, now = input.pending, _now()
     if reason := await why_not_pending(session, pending):
+        await release_probe(session, pending.to_agent, pending.id, now)
         await _record_superseded(session, input, reason, now)
         return BeginResult(outcome="superseded", reason=reason)
     claim = await _claim(session, input, now)
     if claim.outcome != "leased":
+        await release_probe(session, pending.to_agent, pending.id, now)
         await session.commit()
         return claim
     holder = await _take_lease(session, pending, input.lease_ttl, now)

@@ -14,7 +14,16 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api.auth import authorize
-from api.routes import agent_runs, agents, alerts, handoffs, orchestrator, probes, reports
+from api.routes import (
+    agent_runs,
+    agents,
+    alerts,
+    events,
+    handoffs,
+    orchestrator,
+    probes,
+    reports,
+)
 from api.temporal import TemporalGateway
 from db.engine import create_engine, create_sessionmaker
 from orchestrator.settings import Settings, get_settings
@@ -49,6 +58,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     app.include_router(agents.router, dependencies=secured)
     app.include_router(alerts.router, dependencies=secured)
     app.include_router(agent_runs.router, dependencies=secured)
+    app.include_router(events.router, dependencies=secured)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RPCError, _temporal_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -14,7 +14,7 @@ from orchestrator.settings import Settings, TemporalSettings
 from tests.api_support import OPERATOR_KEY, VIEWER_KEY, api_client, free_port, with_keys
 
 SAMPLE = {"prospect_id": "1", "handoff_id": "1:identified:0", "report_date": "2026-01-05",
-          "name": "hygiene", "alert_id": "1"}  # fmt: skip
+          "name": "hygiene", "alert_id": "1", "run_id": "1"}  # fmt: skip
 OPEN = {"/healthz", "/readyz", "/api/v1/handoffs/{handoff_id}/complete"}
 
 
@@ -25,6 +25,8 @@ def secured_routes() -> list[tuple[str, str]]:
     for template, operations in schema["paths"].items():
         if template.startswith("/api/") and template not in OPEN:
             path = re.sub(r"{(\w+)}", lambda m: SAMPLE[m.group(1)], template)
+            if path.endswith("/events"):
+                path += "?follow=false"  # the stream would otherwise stay open
             routes += [(method.upper(), path) for method in sorted(operations)]
     return routes
 

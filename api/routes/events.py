@@ -1,0 +1,76 @@
+"""The event stream (server-sent events): everything the orchestrator emits, in order
+(agent_unhealthy, handoff outcomes, report_generated, circuit and control changes).
+
+Reconnecting clients send ``Last-Event-ID`` (browsers do) and miss nothing: events are rows,
+and the stream is a cursor over them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import Event
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+POLL_SECONDS = 1.0
+BATCH = 200
+
+
+def _frame(event: Event) -> str:
+    data = {
+        "id": event.id,
+        "kind": event.kind,
+        "agent": event.agent_name,
+        "created_at": event.created_at.isoformat(),
+        "payload": event.payload,
+    }
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(data)}\n\n"
+
+
+async def _batch(sessionmaker: async_sessionmaker[AsyncSession], after: int) -> list[Event]:
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(Event).where(Event.id > after).order_by(Event.id).limit(BATCH)
+        )
+        return list(rows)
+
+
+async def _stream(
+    request: Request, sessionmaker: async_sessionmaker[AsyncSession], after: int, follow: bool
+) -> AsyncIterator[str]:
+    yield "retry: 2000\n\n"
+    while True:
+        events = await _batch(sessionmaker, after)
+        for event in events:
+            after = event.id
+            yield _frame(event)
+        if len(events) == BATCH:
+            continue
+        if not follow or await request.is_disconnected():
+            return
+        yield ": keep-alive\n\n"
+        await asyncio.sleep(POLL_SECONDS)
+
+
+@router.get("/events")
+async def events(
+    request: Request,
+    after: Annotated[int, Query(ge=0, description="Send events after this id")] = 0,
+    follow: Annotated[bool, Query(description="Keep the stream open for new events")] = True,
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
+) -> StreamingResponse:
+    """Server-sent events, oldest first from ``after`` (or Last-Event-ID)."""
+    start = last_event_id if last_event_id is not None else after
+    return StreamingResponse(
+        _stream(request, request.app.state.sessionmaker, start, follow),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
