@@ -108,6 +108,20 @@ async def resolve_alert(
     return AlertChange.RESOLVED
 
 
+async def alert_over_threshold(
+    session: AsyncSession,
+    spec: AlertSpec,
+    count: int,
+    threshold: int,
+    now: datetime,
+    policy: NotifyPolicy,
+) -> AlertChange:
+    """Raise ``spec`` while ``count`` is over ``threshold``; resolve it once it is not."""
+    if count > threshold:
+        return await raise_alert(session, spec, now, policy)
+    return await resolve_alert(session, spec.fingerprint, now, policy)
+
+
 def _due(alert: Alert, now: datetime, repeat_after: timedelta) -> bool:
     return alert.notified_at is None or now - alert.notified_at >= repeat_after
 

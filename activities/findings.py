@@ -8,7 +8,6 @@ from the cycle, and an alert already updated at this instant is left alone.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from pydantic import BaseModel
@@ -28,8 +27,6 @@ from activities.upkeep import beat
 from db.dialect import insert_for
 from db.models import Event
 from pipeline.health import AgentHealth, HealthStatus
-
-log = logging.getLogger(__name__)
 
 AGENT_HEALTH_KIND = "agent_health"
 SEVERITY = {HealthStatus.DEGRADED: "warning", HealthStatus.FAILING: "critical"}

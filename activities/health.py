@@ -82,17 +82,20 @@ async def _window_stats(
     session: AsyncSession, names: Sequence[str], start: datetime, end: datetime
 ) -> dict[str, _WindowStats]:
     completed = AgentRun.status == COMPLETED
+    records = func.coalesce(AgentRun.records_processed, 0)
     query = (
         select(
             AgentRun.agent_name,
             func.count(),
             func.coalesce(func.sum(case((AgentRun.status == FAILED, 1), else_=0)), 0),
             func.coalesce(func.sum(case((completed, 1), else_=0)), 0),
-            func.avg(case((completed, func.coalesce(AgentRun.records_processed, 0)))),
+            # impossible values an agent may report (negative counts, ending before it
+            # started) are left out of the averages rather than bending them
+            func.avg(case((completed & (records >= 0), records))),
             func.avg(
                 case(
                     (
-                        completed & AgentRun.completed_at.is_not(None),
+                        completed & (AgentRun.completed_at >= AgentRun.started_at),
                         seconds_between(AgentRun.started_at, AgentRun.completed_at),
                     )
                 )

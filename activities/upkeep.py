@@ -15,7 +15,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.alerts import AlertSpec, NotifyPolicy, raise_alert, resolve_alert
+from activities.alerts import (
+    AlertSpec,
+    NotifyPolicy,
+    alert_over_threshold,
+    raise_alert,
+    resolve_alert,
+)
 from activities.notify import Delivery, SinkConfig, deliver_pending
 from db.dialect import insert_for
 from db.models import CycleHeartbeat, Handoff
@@ -60,10 +66,12 @@ async def watch(
     )
     if last is not None and (now - last).total_seconds() > rules.watchdog_after:
         spec = AlertSpec(
-            fingerprint=WATCHDOG, kind=WATCHDOG, severity="critical",
+            fingerprint=WATCHDOG,
+            kind=WATCHDOG,
+            severity="critical",
             message=f"no monitor cycle has completed since {last.isoformat()}; "
             "agent health is not being checked",
-        )  # fmt: skip
+        )
         return (await raise_alert(session, spec, now, policy)).value
     return (await resolve_alert(session, WATCHDOG, now, policy)).value
 
@@ -71,20 +79,22 @@ async def watch(
 async def watch_stalls(
     session: AsyncSession, now: datetime, rules: UpkeepRules, policy: NotifyPolicy
 ) -> int:
-    stalled = await session.scalar(
-        select(func.count()).select_from(Handoff).where(
-            Handoff.status == HandoffStatus.STALLED.value, Handoff.finished_at.is_(None)
+    stalled = (
+        await session.scalar(
+            select(func.count())
+            .select_from(Handoff)
+            .where(Handoff.status == HandoffStatus.STALLED.value, Handoff.finished_at.is_(None))
         )
-    ) or 0  # fmt: skip
-    if stalled > rules.stalled_threshold:
-        spec = AlertSpec(
-            fingerprint=STALLED, kind=STALLED, severity="warning",
-            message=f"{stalled} handoffs are stalled (threshold {rules.stalled_threshold})",
-            details={"stalled": stalled},
-        )  # fmt: skip
-        await raise_alert(session, spec, now, policy)
-    else:
-        await resolve_alert(session, STALLED, now, policy)
+        or 0
+    )
+    spec = AlertSpec(
+        fingerprint=STALLED,
+        kind=STALLED,
+        severity="warning",
+        message=f"{stalled} handoffs are stalled (threshold {rules.stalled_threshold})",
+        details={"stalled": stalled},
+    )
+    await alert_over_threshold(session, spec, stalled, rules.stalled_threshold, now, policy)
     return stalled
 
 
@@ -110,6 +120,7 @@ class UpkeepActivities:
             await session.commit()
             delivery = await deliver_pending(session, self._sinks, self._http)
         if delivery.failed:
-            activity.logger.warning("%d notifications not delivered; retried next cycle",
-                                    delivery.failed)  # fmt: skip
+            activity.logger.warning(
+                "%d notifications not delivered; retried next cycle", delivery.failed
+            )
         return AfterCycle(watchdog=watchdog, stalled=stalled, delivery=delivery)

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.alerts import AlertSpec, NotifyPolicy, raise_alert, resolve_alert
+from activities.alerts import AlertSpec, NotifyPolicy, alert_over_threshold
 from activities.handoff_queries import has_contact_email, not_yet_handed_off, trigger_clause
 from db.dialect import insert_for
 from db.models import Activity, OutreachSequence, Prospect, StateViolation
@@ -76,8 +76,10 @@ def _prospect_rule(where: ColumnElement[bool], detail: Any) -> Any:
 
 
 def _stuck(low: int, high: int, now: datetime, rules: ValidationRules) -> Select[Any]:
-    late = [and_(Prospect.status == s, Prospect.status_changed_at < now - d)
-            for s, d in rules.dwell.items()]  # fmt: skip
+    late = [
+        and_(Prospect.status == s, Prospect.status_changed_at < now - d)
+        for s, d in rules.dwell.items()
+    ]
     detail = case(
         {s: f"in {s} longer than its dwell time of {d}" for s, d in rules.dwell.items()},
         value=Prospect.status,
@@ -90,9 +92,11 @@ def _dropped(low: int, high: int, now: datetime, rules: ValidationRules) -> Sele
     waiting = or_(*(trigger_clause(t) for t in HANDOFF_TRIGGERS.values()))
     detail = literal("waits for a handoff that was never started")
     return select(Prospect.id, Prospect.status, detail).where(
-        _live(low, high), waiting, not_yet_handed_off(),
+        _live(low, high),
+        waiting,
+        not_yet_handed_off(),
         Prospect.status_changed_at < now - rules.dropped_handoff_grace,
-    )  # fmt: skip
+    )
 
 
 def _illegal(low: int, high: int, now: datetime, rules: ValidationRules) -> Select[Any]:
@@ -166,17 +170,23 @@ async def record_range(
 async def _upsert(
     session: AsyncSession, kind: ViolationKind, query: Select[Any], now: datetime
 ) -> int:
-    rows = query.add_columns(literal(kind.value), literal(now, StateViolation.first_seen.type),
-                             literal(now, StateViolation.last_seen.type))  # fmt: skip
+    rows = query.add_columns(
+        literal(kind.value),
+        literal(now, StateViolation.first_seen.type),
+        literal(now, StateViolation.last_seen.type),
+    )
     statement = insert_for(session, StateViolation).from_select(
         ["prospect_id", "state", "detail", "kind", "first_seen", "last_seen"], rows
     )
     statement = statement.on_conflict_do_update(
         index_elements=["prospect_id", "kind"],
         index_where=StateViolation.resolved_at.is_(None),
-        set_={"last_seen": statement.excluded.last_seen, "state": statement.excluded.state,
-              "detail": statement.excluded.detail},
-    )  # fmt: skip
+        set_={
+            "last_seen": statement.excluded.last_seen,
+            "state": statement.excluded.state,
+            "detail": statement.excluded.detail,
+        },
+    )
     result = await session.execute(statement)
     return result.rowcount or 0
 
@@ -200,18 +210,20 @@ async def close_sweep(
     )
     by_kind = {kind: n for kind, n in rows.all()}
     total = sum(by_kind.values())
-    if total > rules.alert_threshold:
-        spec = AlertSpec(
-            fingerprint=VIOLATIONS_ALERT, kind=VIOLATIONS_ALERT, severity="warning",
-            message=f"{total} open state violations (threshold {rules.alert_threshold})",
-            details={"open_by_kind": by_kind},
-        )  # fmt: skip
-        change = await raise_alert(session, spec, now, policy or NotifyPolicy())
-    else:
-        change = await resolve_alert(session, VIOLATIONS_ALERT, now, policy or NotifyPolicy())
+    spec = AlertSpec(
+        fingerprint=VIOLATIONS_ALERT,
+        kind=VIOLATIONS_ALERT,
+        severity="warning",
+        message=f"{total} open state violations (threshold {rules.alert_threshold})",
+        details={"open_by_kind": by_kind},
+    )
+    change = await alert_over_threshold(
+        session, spec, total, rules.alert_threshold, now, policy or NotifyPolicy()
+    )
     await session.commit()
-    return ClosedViolations(resolved=resolved.rowcount or 0, open_total=total,
-                            open_by_kind=by_kind, alert=change.value)  # fmt: skip
+    return ClosedViolations(
+        resolved=resolved.rowcount or 0, open_total=total, open_by_kind=by_kind, alert=change.value
+    )
 
 
 class ValidationActivities:
