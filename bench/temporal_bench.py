@@ -1,0 +1,240 @@
+"""Figures 4 and 5 on a Temporal dev server: handoff throughput against the ceiling (an empty
+workflow with one activity, on the same server in the same run), and the latency from one
+agent finishing to the next one being triggered along chained handoffs.
+
+The orchestrator is the real worker (``worker.build_worker``); the agents are the tests'
+stand-ins (``tests.agents.FakeAgent``, no delay), wrapped to record when each call starts and
+returns."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from bench.ceiling import TASK_QUEUE as CEILING_QUEUE
+from bench.ceiling import EmptyWorkflow, noop
+from bench.results import Check, Figure, Goal, percentile
+from db.models import Handoff, Prospect
+from orchestrator.devserver import find_binary
+from orchestrator.settings import ScheduleSettings, Settings, TemporalSettings
+from pipeline.contract import PROCESS_PROSPECT, AgentResult, AgentTask, agent_task_queue
+from tests.agents import FakeAgent
+from tests.factories import add, prospect
+from worker import build_worker
+from workflows.cycle import CycleWorkflow
+from workflows.search_attributes import ALL
+from workflows.types import CycleInput
+
+AGENTS = ("hygiene", "researcher", "outreach")
+CHAIN_OFFSET = 10_000_000
+"""Prospect ids of the latency chains start here, apart from the throughput prospects."""
+
+
+@dataclass
+class TimedAgent:
+    """A stand-in agent that notes when each call starts and returns (``time.time()``)."""
+
+    inner: FakeAgent
+    started: dict[int, float] = field(default_factory=dict)
+    returned: dict[int, float] = field(default_factory=dict)
+
+    @activity.defn(name=PROCESS_PROSPECT)
+    async def process_prospect(self, task: AgentTask) -> AgentResult:
+        self.started.setdefault(task.prospect_id, time.time())
+        result = await self.inner.process_prospect(task)
+        self.returned[task.prospect_id] = time.time()
+        return result
+
+    def worker(self, client: Client) -> Worker:
+        return Worker(
+            client,
+            task_queue=agent_task_queue(self.inner.name),
+            activities=[self.process_prospect],
+        )
+
+
+async def start_server() -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(find_binary("temporal")),
+        data_converter=pydantic_data_converter,
+        search_attributes=ALL,
+        dev_server_log_level="error",
+    )
+
+
+async def ceiling(client: Client, n: int, start_batch: int = 100) -> float:
+    """Empty workflows (one activity each) completed per second, ``n`` started at once."""
+    async with Worker(
+        client, task_queue=CEILING_QUEUE, workflows=[EmptyWorkflow], activities=[noop]
+    ):
+        run = uuid.uuid4().hex[:8]
+
+        async def one(i: int) -> None:
+            await client.execute_workflow(
+                EmptyWorkflow.run, i, id=f"bench-empty-{run}-{i}", task_queue=CEILING_QUEUE
+            )
+
+        await asyncio.gather(*(one(-i - 1) for i in range(min(20, n))))  # warm-up
+        began = time.perf_counter()
+        sem = asyncio.Semaphore(start_batch * 10)
+
+        async def limited(i: int) -> None:
+            async with sem:
+                await one(i)
+
+        await asyncio.gather(*(limited(i) for i in range(n)))
+        return n / (time.perf_counter() - began)
+
+
+async def _count(sm: async_sessionmaker[AsyncSession], query: object) -> int:
+    async with sm() as session:
+        return int(await session.scalar(query) or 0)
+
+
+async def _wait_for(
+    sm: async_sessionmaker[AsyncSession], query: object, n: int, within: float
+) -> float:
+    """Poll until ``query`` counts ``n``; the moment it did (``perf_counter``)."""
+    deadline = time.perf_counter() + within
+    while True:
+        if await _count(sm, query) >= n:
+            return time.perf_counter()
+        if time.perf_counter() > deadline:
+            got = await _count(sm, query)
+            raise TimeoutError(f"{got} of {n} done after {within:.0f} s")
+        await asyncio.sleep(0.05)
+
+
+async def _sweep(client: Client, settings: Settings) -> None:
+    await client.start_workflow(
+        CycleWorkflow.run,
+        CycleInput(mode="handoffs"),
+        id=f"bench-sweep-{uuid.uuid4().hex[:10]}",
+        task_queue=settings.temporal.task_queue,
+    )
+
+
+async def run_temporal(
+    url: str,
+    sm: async_sessionmaker[AsyncSession],
+    state_dir: Path,
+    *,
+    handoffs: int,
+    chains: int,
+    say: Callable[[str], None],
+) -> tuple[list[Figure], list[Check]]:
+    settings = Settings(
+        state_dir=state_dir,
+        database_url=url,
+        temporal=TemporalSettings(task_queue=f"bench-{uuid.uuid4().hex[:8]}"),
+        schedules=ScheduleSettings(enabled=False),
+    )
+    say("  starting the Temporal dev server")
+    env = await start_server()
+    try:
+        client = env.client
+        say(f"  ceiling: {handoffs} empty workflows with one activity")
+        ceiling_rate = await ceiling(client, handoffs)
+        agents = {name: TimedAgent(FakeAgent(name, sm)) for name in AGENTS}
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(build_worker(client, sm, settings))
+            for agent in agents.values():
+                await stack.enter_async_context(agent.worker(client))
+            rate, throughput_checks = await _throughput(client, sm, settings, handoffs, say)
+            latencies, chain_checks = await _latency(client, sm, settings, agents, chains, say)
+    finally:
+        await env.shutdown()
+    figures = [
+        Figure.make(
+            "handoff.throughput",
+            f"handoff throughput, {handoffs} handoffs",
+            "/s",
+            rate,
+            ceiling_rate,
+            Goal("≥ 0.5 of ceiling", min_ratio=0.5),
+            other_kind="ceiling",
+        ),
+        Figure.make(
+            "handoff.latency.p50",
+            f"handoff latency p50, {len(latencies)} hops",
+            "s",
+            percentile(latencies, 50),
+            goal=Goal("< 1 s", max_ours=1.0),
+        ),
+        Figure.make(
+            "handoff.latency.p99",
+            f"handoff latency p99, {len(latencies)} hops",
+            "s",
+            percentile(latencies, 99),
+        ),
+    ]
+    return figures, throughput_checks + chain_checks
+
+
+async def _throughput(
+    client: Client,
+    sm: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    n: int,
+    say: Callable[[str], None],
+) -> tuple[float, list[Check]]:
+    rows: list[object] = []
+    for pid in range(1, n + 1):
+        rows += prospect("ready_for_outreach", tier="A1", pid=pid)
+    await add(sm, *rows)
+    say(f"  throughput: {n} prospects ready for outreach, one sweep")
+    done = select(func.count()).where(Handoff.status == "completed", Handoff.prospect_id <= n)
+    began = time.perf_counter()
+    await _sweep(client, settings)
+    ended = await _wait_for(sm, done, n, within=max(120.0, n / 5))
+    moved = await _count(
+        sm,
+        select(func.count()).where(Prospect.status == "in_sequence", Prospect.id <= n),
+    )
+    return n / (ended - began), [
+        Check("throughput: every prospect handed off once", moved == n, f"{moved} of {n}")
+    ]
+
+
+async def _latency(
+    client: Client,
+    sm: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    agents: dict[str, TimedAgent],
+    chains: int,
+    say: Callable[[str], None],
+) -> tuple[list[float], list[Check]]:
+    pids = range(CHAIN_OFFSET + 1, CHAIN_OFFSET + chains + 1)
+    rows: list[object] = []
+    for pid in pids:
+        rows += prospect("identified", pid=pid)
+    await add(sm, *rows)
+    say(f"  latency: {chains} prospects through hygiene → researcher → outreach")
+    await _sweep(client, settings)
+    done = select(func.count()).where(Prospect.status == "in_sequence", Prospect.id > CHAIN_OFFSET)
+    await _wait_for(sm, done, chains, within=max(120.0, chains / 2))
+    hops = [("hygiene", "researcher"), ("researcher", "outreach")]
+    latencies = [
+        agents[nxt].started[pid] - agents[prev].returned[pid] for prev, nxt in hops for pid in pids
+    ]
+    work = {
+        name: sum(n for (p, _), n in a.inner.work.items() if p > CHAIN_OFFSET)
+        for name, a in agents.items()
+    }
+    once = all(n == chains for n in work.values())
+    return latencies, [
+        Check("latency: each agent acted once per chained prospect", once, str(work))
+    ]
