@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test lint format install clean
+.PHONY: dev test lint format install clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -31,3 +31,6 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache .ruff_cache
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(ARGS)
