@@ -281,8 +281,8 @@ class HandoffActivities:
         sessionmaker: async_sessionmaker[AsyncSession],
         policy: HandoffPolicy,
         *,
-        page_size: int = 500,
-        max_children_per_run: int = 1000,
+        page_size: int = 2000,
+        max_children_per_run: int = 1900,
         start_batch: int = 100,
         breaker_cooldown: timedelta = timedelta(minutes=10),
     ) -> None:
@@ -295,6 +295,8 @@ class HandoffActivities:
     async def find_pending_handoffs(self, input: FindPendingInput) -> PendingPage:
         page_size, max_children, batch = self._page
         async with self._sessionmaker() as session:
+            # a page never holds more children than one run may start
+            page_size = min(page_size, max_children)
             items = await find_pending_page(session, input.after_id, page_size)
             deferred = await deferrals(session, items, _now(), self._cooldown)
         cursor = items[-1].prospect_id if len(items) == page_size else None

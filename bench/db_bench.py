@@ -16,11 +16,12 @@ from activities.reports import build_daily_report
 from bench import baseline_spec as spec
 from bench.generate import EXPECTED, NOW
 from bench.results import Check, Figure, Goal, measure
+from orchestrator.settings import HandoffSettings
 from pipeline.health import HealthThresholds
 from pipeline.reports import PipelineReport
 
-PAGE_SIZE = 500
-"""The sweep's page size (``ORCH_HANDOFFS__PAGE_SIZE`` default)."""
+PAGE_SIZE = min(HandoffSettings().page_size, HandoffSettings().max_children_per_run)
+"""The sweep's page size with the default settings."""
 MILLION = 1_000_000
 
 
