@@ -94,7 +94,7 @@ class ApiRecorder:
             "status": "completed" if ok else "failed",
             "completed_at": _now().isoformat(),
             "records_processed": records if ok else None,
-            "error": None if ok else error,
+            "error": None if ok else (error or "failed")[:4000],
         }
         response = await self._http.patch(
             f"{self._base}/api/v1/agents/{agent}/runs/{run_id}", json=body, headers=self._headers

@@ -42,9 +42,14 @@ class AgentRuntime:
         run_id = await self.recorder.started(self.name, task.handoff_id)
         try:
             result = await process(task)
-        except Exception as exc:
-            await self.recorder.finished(
-                self.name, run_id, ok=False, records=0, error=f"{type(exc).__name__}: {exc}"
+        except (Exception, asyncio.CancelledError) as exc:  # a cancelled run ended too
+            error = (
+                "cancelled"
+                if isinstance(exc, asyncio.CancelledError)
+                else (f"{type(exc).__name__}: {exc}")
+            )
+            await asyncio.shield(
+                self.recorder.finished(self.name, run_id, ok=False, records=0, error=error)
             )
             raise
         ok = result.status is not ResultStatus.FAILED
