@@ -288,9 +288,7 @@ def _upgrade_outbox() -> None:
     op.create_table(
         "notifications",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "alert_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("alert_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("sink", sa.String(length=32), nullable=False),
         sa.Column("event", sa.String(length=16), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
