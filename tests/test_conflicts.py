@@ -22,7 +22,15 @@ from orchestrator.settings import ConflictSettings, HandoffSettings, Settings
 from pipeline.handoffs import HandoffStatus, handoff_id, handoff_workflow_id
 from tests.agents import FakeAgent, prospect_status
 from tests.factories import add, prospect, run
-from tests.handoff_support import ledger, live_state, locks, running, sweep, wait_until
+from tests.handoff_support import (
+    ledger,
+    live_state,
+    locks,
+    record_history,
+    running,
+    sweep,
+    wait_until,
+)
 from worker import build_worker
 from workflows.cycle import CycleWorkflow
 from workflows.types import CycleInput
@@ -175,10 +183,12 @@ async def test_concurrent_releases_release_each_stale_lease_exactly_once(
 
 
 async def resolve(client: Client, settings: Settings) -> ResolveSummary:
+    workflow_id = f"test-resolve-{uuid.uuid4().hex[:10]}"
     summary = await client.execute_workflow(
         CycleWorkflow.run, CycleInput(mode="resolve"),
-        id=f"test-resolve-{uuid.uuid4().hex[:10]}", task_queue=settings.temporal.task_queue,
+        id=workflow_id, task_queue=settings.temporal.task_queue,
     )  # fmt: skip
+    await record_history(client, workflow_id, "cycle_resolve", settings)
     assert summary.steps_done == ["resolve"] and summary.conflicts is not None
     return summary.conflicts
 

@@ -39,7 +39,7 @@ from pipeline.modes import FULL_ORDER, CycleMode
 from pipeline.reports import report_date_for, report_window
 from tests.agents import FakeAgent, prospect_status
 from tests.factories import add, prospect, run
-from tests.handoff_support import running, wait_closed
+from tests.handoff_support import record_history, running, wait_closed
 from worker import build_worker
 from workflows.cycle import CycleWorkflow
 from workflows.types import CycleInput, CycleSummary
@@ -73,13 +73,16 @@ def latest_report_date(settings: Settings) -> date:
 async def cycle(
     client: Client, settings: Settings, input: CycleInput, limit: timedelta = 2 * MINUTE
 ) -> CycleSummary:
-    return await client.execute_workflow(
+    workflow_id = f"test-{input.mode}-{uuid.uuid4().hex[:10]}"
+    summary = await client.execute_workflow(
         CycleWorkflow.run,
         input,
-        id=f"test-{input.mode}-{uuid.uuid4().hex[:10]}",
+        id=workflow_id,
         task_queue=settings.temporal.task_queue,
         execution_timeout=limit,
     )
+    await record_history(client, workflow_id, f"cycle_{input.mode}", settings)
+    return summary
 
 
 def agent_runs(now: datetime, window: tuple[datetime, datetime]) -> list[AgentRun]:

@@ -26,6 +26,7 @@ from orchestrator.settings import Settings, ValidationSettings
 from pipeline.handoffs import handoff_id
 from pipeline.validation import ValidationRules, ViolationKind
 from tests.factories import add, prospect
+from tests.handoff_support import record_history
 from worker import build_worker
 from workflows.cycle import CycleWorkflow
 from workflows.types import CycleInput, ValidationSummary
@@ -495,10 +496,12 @@ async def test_record_range_issues_the_same_statements_for_20_or_2000_prospects(
 
 
 async def validate_cycle(client: Client, settings: Settings) -> ValidationSummary:
+    workflow_id = f"test-validate-{uuid.uuid4().hex[:10]}"
     summary = await client.execute_workflow(
         CycleWorkflow.run, CycleInput(mode="validate"),
-        id=f"test-validate-{uuid.uuid4().hex[:10]}", task_queue=settings.temporal.task_queue,
+        id=workflow_id, task_queue=settings.temporal.task_queue,
     )  # fmt: skip
+    await record_history(client, workflow_id, "cycle_validate", settings)
     assert summary.mode == "validate" and summary.steps_done == ["validate"]
     assert summary.validation is not None
     return summary.validation
