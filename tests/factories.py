@@ -64,3 +64,20 @@ def prospect(
     if email is not None:
         rows.append(Contact(prospect_id=pid, name="Ada", email=email, title="CEO"))
     return rows
+
+
+def mixed_history(now: datetime) -> list[AgentRun]:
+    """hygiene healthy, researcher failing on errors (50%), outreach degraded on records
+    (4 of 10 expected), prospector failing on a last success 30 h ago."""
+    hours = [timedelta(hours=h) for h in range(1, 11)]
+    rows = [run("hygiene", ago=ago, records=20, now=now) for ago in hours]
+    rows += [
+        run("researcher", "failed" if i % 2 else "completed", ago=ago, records=5, now=now)
+        for i, ago in enumerate(hours)
+    ]
+    rows += [
+        run("outreach", ago=ago, records=r, now=now)
+        for ago, r in zip(hours[:4], [2, 4, 6, 4], strict=True)
+    ]
+    rows.append(run("prospector", ago=timedelta(hours=30), records=10, now=now))
+    return rows

@@ -13,7 +13,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from orchestrator.settings import Settings
 from tests.api_support import api_client, free_port
-from tests.factories import add, run
+from tests.factories import add, mixed_history, run
 from worker import build_worker
 
 AGENTS = ["prospector", "hygiene", "researcher", "outreach"]
@@ -48,18 +48,7 @@ async def add_mixed_history(sessionmaker: async_sessionmaker[AsyncSession]) -> d
     """hygiene healthy, researcher failing on errors, outreach degraded on records,
     prospector failing on a stale last success. Returns the ``now`` the rows were made at."""
     now = datetime.now(UTC)
-    hours = [timedelta(hours=h) for h in range(1, 11)]
-    rows = [run("hygiene", ago=ago, records=20, now=now) for ago in hours]
-    rows += [
-        run("researcher", "failed" if i % 2 else "completed", ago=ago, records=5, now=now)
-        for i, ago in enumerate(hours)
-    ]
-    rows += [
-        run("outreach", ago=ago, records=r, now=now)
-        for ago, r in zip(hours[:4], [2, 4, 6, 4], strict=True)
-    ]
-    rows.append(run("prospector", ago=timedelta(hours=30), records=10, now=now))
-    await add(sessionmaker, *rows)
+    await add(sessionmaker, *mixed_history(now))
     return now
 
 

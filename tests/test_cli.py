@@ -22,7 +22,7 @@ from db.migrate import current_revision
 from db.models import AgentRun
 from orchestrator.cli import app
 from orchestrator.settings import get_settings
-from tests.factories import add, run
+from tests.factories import add, mixed_history, run
 
 AGENTS = ["prospector", "hygiene", "researcher", "outreach"]
 KNOWN_MODES = "known modes: monitor, handoffs, resolve, validate, report, full"
@@ -117,19 +117,7 @@ def test_health_json_on_an_empty_database_is_unknown(migrated: str) -> None:
 
 
 def test_health_json_follows_the_run_history(migrated: str) -> None:
-    now = datetime.now(UTC)
-    hours = [timedelta(hours=h) for h in range(1, 11)]
-    rows = [run("hygiene", ago=ago, records=20, now=now) for ago in hours]
-    rows += [
-        run("researcher", "failed" if i % 2 else "completed", ago=ago, records=5, now=now)
-        for i, ago in enumerate(hours)
-    ]
-    rows += [
-        run("outreach", ago=ago, records=r, now=now)
-        for ago, r in zip(hours[:4], [2, 4, 6, 4], strict=True)
-    ]
-    rows.append(run("prospector", ago=timedelta(hours=30), records=10, now=now))
-    insert(migrated, *rows)
+    insert(migrated, *mixed_history(datetime.now(UTC)))
 
     body = health_json()
     agents = {a["agent_name"]: a for a in body["agents"]}
