@@ -20,6 +20,7 @@ from api.routes import (
     alerts,
     events,
     handoffs,
+    metrics,
     orchestrator,
     probes,
     reports,
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     app.include_router(alerts.router, dependencies=secured)
     app.include_router(agent_runs.router, dependencies=secured)
     app.include_router(events.router, dependencies=secured)
+    app.include_router(metrics.router, dependencies=secured)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RPCError, _temporal_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,96 @@
+"""``/metrics`` in the Prometheus text format: the pipeline's state read from the database at
+scrape time (agent health, queue depth, handoffs, alerts, cycle heartbeats), so every API
+replica reports the same numbers. Send a viewer key (Prometheus: ``authorization``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from sqlalchemy import func, select
+
+from activities.handoff_queries import pending_counts
+from activities.health import compute_agent_health
+from api.deps import SessionDep, SettingsDep
+from db.models import Alert, CycleHeartbeat, Handoff
+from pipeline.health import HealthStatus
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(*, session: SessionDep, settings: SettingsDep) -> Response:
+    """Prometheus metrics of the pipeline."""
+    registry = CollectorRegistry()
+    now = datetime.now(UTC)
+    await _health(session, settings, registry, now)
+    depth = await pending_counts(session)
+    queue = Gauge(
+        "orchestrator_pending_handoffs",
+        "Prospects waiting for a handoff",
+        ["agent"],
+        registry=registry,
+    )
+    for agent in settings.agents:
+        queue.labels(agent).set(depth.get(agent, 0))
+    handoffs = Gauge(
+        "orchestrator_handoffs",
+        "Handoffs in the ledger by status",
+        ["status", "agent"],
+        registry=registry,
+    )
+    rows = await session.execute(
+        select(Handoff.status, Handoff.to_agent, func.count()).group_by(
+            Handoff.status, Handoff.to_agent
+        )
+    )
+    for status, agent, n in rows.all():
+        handoffs.labels(status, agent).set(n)
+    alerts = Gauge("orchestrator_open_alerts", "Unresolved alerts", ["severity"], registry=registry)
+    for severity in ("warning", "critical"):
+        alerts.labels(severity).set(0)
+    rows = await session.execute(
+        select(Alert.severity, func.count())
+        .where(Alert.status != "resolved")
+        .group_by(Alert.severity)
+    )
+    for severity, n in rows.all():
+        alerts.labels(severity).set(n)
+    beats = Gauge(
+        "orchestrator_cycle_last_completed_seconds",
+        "Unix time a cycle step last completed",
+        ["mode"],
+        registry=registry,
+    )
+    for mode, at in (
+        await session.execute(select(CycleHeartbeat.mode, CycleHeartbeat.last_completed_at))
+    ).all():
+        beats.labels(mode).set(at.timestamp())
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _health(
+    session: SessionDep, settings: SettingsDep, registry: CollectorRegistry, now: datetime
+) -> None:
+    status = Gauge(
+        "orchestrator_agent_status",
+        "1 for the agent's current health status",
+        ["agent", "status"],
+        registry=registry,
+    )
+    errors = Gauge(
+        "orchestrator_agent_error_rate",
+        "Failed runs / runs, last 24 h",
+        ["agent"],
+        registry=registry,
+    )
+    runs = Gauge(
+        "orchestrator_agent_runs_24h", "Runs in the last 24 h", ["agent"], registry=registry
+    )
+    for health in await compute_agent_health(session, settings.agents, settings.health, now):
+        for option in HealthStatus:
+            status.labels(health.agent_name, option.value).set(health.status is option)
+        errors.labels(health.agent_name).set(health.error_rate)
+        runs.labels(health.agent_name).set(health.runs_last_24h)
