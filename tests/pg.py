@@ -7,6 +7,7 @@ initialised and started as the ``postgres`` user.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import pwd
@@ -119,4 +120,6 @@ def start_cluster() -> PgCluster:
         detail = getattr(exc, "stderr", b"") or b""
         cluster.stop()
         raise PostgresUnavailable(f"could not start PostgreSQL: {exc} {detail!r}") from exc
+    # an interrupted run (Ctrl-C, a failed fixture) skips teardown; never leave a server behind
+    atexit.register(cluster.stop)
     return cluster
