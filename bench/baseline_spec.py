@@ -9,7 +9,7 @@ async session the project uses; each ``self.db.query(Model).filter(...).all()`` 
 ``SELECT count(*) FROM (SELECT ...)``, which is what ``Query.count()`` emits. Changed only
 where the spec's code cannot run:
 
-- ``datetime.utcnow()`` gives way to a ``now`` argument (aware UTC; the models refuse naive
+- the spec's naive ``now`` gives way to a ``now`` argument (aware UTC; the models refuse naive
   datetimes), so both sides judge the same instant;
 - ``_determine_status`` compares ``last_success`` only when it is not ``None`` (it already
   does; ``AgentHealth.is_healthy``, which does not, is not used);

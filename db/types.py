@@ -13,7 +13,7 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in and out. SQLite keeps no zone, so values are normalised to UTC
     on the way in and given it back on the way out; naive input is refused, since guessing
-    its zone is how the spec's ``utcnow()`` bugs start."""
+    its zone is how the spec's naive-UTC bugs start."""
 
     impl = DateTime(timezone=True)
     cache_ok = True

@@ -7,7 +7,7 @@ from itertools import groupby
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import AgentRun, Contact, Prospect
+from db.models import AgentRun, Contact, Prospect, RecordLock
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -81,3 +81,13 @@ def mixed_history(now: datetime) -> list[AgentRun]:
     ]
     rows.append(run("prospector", ago=timedelta(hours=30), records=10, now=now))
     return rows
+
+
+def held_lease(
+    pid: int, agent: str, *, run_id: str = "someone-else", held_for: timedelta = timedelta(days=1)
+) -> RecordLock:
+    """A live record lease of another agent on prospect ``pid``, taken now."""
+    now = datetime.now(UTC)
+    return RecordLock(
+        prospect_id=pid, agent_name=agent, run_id=run_id, acquired_at=now, expires_at=now + held_for
+    )

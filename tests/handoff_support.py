@@ -13,7 +13,7 @@ from sqlalchemy import select
 from temporalio.client import Client, WorkflowHandle
 
 from db.models import Handoff, RecordLock
-from orchestrator.settings import Settings
+from orchestrator.settings import HandoffSettings, Settings
 from pipeline.handoffs import HandoffState, handoff_workflow_id
 from tests.agents import FakeAgent
 from worker import build_worker
@@ -99,3 +99,8 @@ async def record_history(client: Client, workflow_id: str, name: str, settings: 
         return
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+def with_handoffs(settings: Settings, **policy: object) -> Settings:
+    """``settings`` with these handoff policy values."""
+    return settings.model_copy(update={"handoffs": HandoffSettings(**policy)})

@@ -23,22 +23,26 @@ from temporalio.client import (
 )
 
 from db.models import Handoff, RecordLock
-from orchestrator.settings import HandoffSettings, Settings
+from orchestrator.settings import Settings
 from pipeline.handoffs import handoff_id, handoff_workflow_id
 from tests.agents import FakeAgent, prospect_status
 from tests.api_support import api_client
-from tests.factories import add, prospect
-from tests.handoff_support import ledger, locks, running, sweep, wait_closed, wait_until
+from tests.factories import add, held_lease, prospect
+from tests.handoff_support import (
+    ledger,
+    locks,
+    running,
+    sweep,
+    wait_closed,
+    wait_until,
+    with_handoffs,
+)
 
 HANDOFFS = "/api/v1/handoffs"
 RUN = "/api/v1/orchestrator/run"
 CHAIN = [("outreach", "research_complete"), ("researcher", "scored"), ("hygiene", "identified")]
 """One prospect's chain from identified to in_sequence, newest handoff first."""
 DONE = {"status": "completed", "records_processed": 1, "new_status": "scored"}
-
-
-def with_handoffs(settings: Settings, **policy: object) -> Settings:
-    return settings.model_copy(update={"handoffs": HandoffSettings(**policy)})
 
 
 def prospect_url(pid: int | str) -> str:
@@ -215,12 +219,10 @@ async def test_retry_signals_a_blocked_handoff_until_the_lease_is_free(
     client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
 ) -> None:
     settings = with_handoffs(worker_settings, blocked_retry_interval=timedelta(hours=1))
-    now = datetime.now(UTC)
     await add(
         sessionmaker,
         *prospect("identified", pid=420),
-        RecordLock(prospect_id=420, agent_name="researcher", run_id="someone-else",
-                   acquired_at=now, expires_at=now + timedelta(days=1)),
+        held_lease(420, "researcher"),
     )  # fmt: skip
     async with (
         running(client, sessionmaker, settings, agents),
@@ -310,12 +312,10 @@ async def test_a_blocked_handoff_cancelled_then_retried_runs_again(
     client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
 ) -> None:
     settings = with_handoffs(worker_settings, blocked_retry_interval=timedelta(hours=1))
-    now = datetime.now(UTC)
     await add(
         sessionmaker,
         *prospect("identified", pid=431),
-        RecordLock(prospect_id=431, agent_name="outreach", run_id="someone-else",
-                   acquired_at=now, expires_at=now + timedelta(days=1)),
+        held_lease(431, "outreach"),
     )  # fmt: skip
     async with (
         running(client, sessionmaker, settings, agents),
@@ -375,12 +375,10 @@ async def test_retry_revives_a_handoff_whose_workflow_was_terminated(
     client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
 ) -> None:
     settings = with_handoffs(worker_settings, blocked_retry_interval=timedelta(hours=1))
-    now = datetime.now(UTC)
     await add(
         sessionmaker,
         *prospect("identified", pid=433),
-        RecordLock(prospect_id=433, agent_name="outreach", run_id="someone-else",
-                   acquired_at=now, expires_at=now + timedelta(days=1)),
+        held_lease(433, "outreach"),
     )  # fmt: skip
     async with (
         running(client, sessionmaker, settings, agents),

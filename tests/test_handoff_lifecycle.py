@@ -10,10 +10,10 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
 from db.models import RecordLock
-from orchestrator.settings import HandoffSettings, Settings
+from orchestrator.settings import Settings
 from pipeline.handoffs import HandoffStatus, handoff_workflow_id
 from tests.agents import FakeAgent, prospect_status
-from tests.factories import add, prospect
+from tests.factories import add, held_lease, prospect
 from tests.handoff_support import (
     ledger,
     listed_by_status,
@@ -24,12 +24,9 @@ from tests.handoff_support import (
     sweep,
     wait_closed,
     wait_until,
+    with_handoffs,
 )
 from worker import build_worker
-
-
-def with_handoffs(settings: Settings, **policy: object) -> Settings:
-    return settings.model_copy(update={"handoffs": HandoffSettings(**policy)})
 
 
 async def test_agent_that_fails_twice_then_succeeds_does_the_work_once(
@@ -77,12 +74,10 @@ async def test_blocked_handoff_is_visible_and_a_retry_signal_unblocks_it(
     client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
 ) -> None:
     settings = with_handoffs(worker_settings, blocked_retry_interval=timedelta(hours=1))
-    now = datetime.now(UTC)
     await add(
         sessionmaker,
         *prospect("identified", pid=9),
-        RecordLock(prospect_id=9, agent_name="researcher", run_id="other-run",
-                   acquired_at=now, expires_at=now + timedelta(hours=2)),
+        held_lease(9, "researcher", run_id="other-run", held_for=timedelta(hours=2)),
     )  # fmt: skip
     async with running(client, sessionmaker, settings, agents):
         await sweep(client, settings)
