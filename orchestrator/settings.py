@@ -10,6 +10,7 @@ from datetime import time, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -147,6 +148,25 @@ class HandoffSettings(HandoffPolicy):
         return HandoffPolicy(**self.model_dump(include=fields), transports=transports)
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry tracing: off unless an OTLP endpoint is given."""
+
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP traces endpoint, e.g. ``http://collector:4318/v1/traces``; unset = no tracing."""
+    service_name: str = "pipeline-orchestrator"
+
+
+class ObservabilitySettings(BaseModel):
+    """Logs and the Temporal SDK's own metrics."""
+
+    log_format: Literal["auto", "json", "text"] = "auto"
+    """``auto``: text on a terminal, JSON lines otherwise."""
+    sdk_metrics_address: str | None = "127.0.0.1:0"
+    """Where this process's Temporal SDK serves its Prometheus metrics (host:port; port 0
+    picks a free one); /metrics includes them when the worker runs in the API's process.
+    Unset to turn SDK metrics off."""
+
+
 class Role(StrEnum):
     VIEWER = "viewer"
     OPERATOR = "operator"
@@ -197,6 +217,12 @@ class Settings(BaseSettings):
     api_public_url: str = "http://127.0.0.1:8000"
     """Where agents reach the API (HTTP agents' completion callbacks)."""
     log_level: str = "INFO"
+    observability: ObservabilitySettings = ObservabilitySettings()
+    tracing: TracingSettings = TracingSettings()
+    ingest_database_url: str | None = None
+    """Connection used by the agent-run ingestion endpoint, which writes ``agent_runs`` on the
+    agents' behalf; with least privilege on PostgreSQL it is the ``orchestrator_ingest`` role.
+    Defaults to ``database_url``."""
 
     @field_validator("time_zone")
     @classmethod
