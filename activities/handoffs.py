@@ -17,6 +17,7 @@ from temporalio import activity
 
 from activities.controls import blocked_agents, deferrals, release_probe, settle_probe
 from activities.handoff_queries import find_pending_page, pending_for_prospect, why_not_pending
+from activities.metrics import count_outcome, record_trigger_latency
 from db.dialect import insert_for
 from db.models import Event, Handoff, OrchestratorAction, RecordLock
 from pipeline.contract import AgentResult
@@ -105,6 +106,7 @@ async def begin_handoff(session: AsyncSession, input: BeginInput) -> BeginResult
     await session.commit()
     if holder is not None:
         return BeginResult(outcome="blocked", attempt=claim.attempt, holder=holder)
+    record_trigger_latency(pending, now)
     return claim
 
 
@@ -239,6 +241,8 @@ async def finish_handoff(session: AsyncSession, input: FinishInput) -> FinishRes
         succeeded = input.status is HandoffStatus.COMPLETED
         await settle_probe(session, pending.to_agent, pending.id, succeeded, now)
     await session.commit()
+    if closed.rowcount:
+        count_outcome(pending, input.status)
     if input.status is not HandoffStatus.COMPLETED or not input.find_next:
         return FinishResult()
     following = await pending_for_prospect(session, pending.prospect_id)

@@ -19,6 +19,7 @@ from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from orchestrator.devserver import DevServer
 from orchestrator.schedules import HEALTH_CHECK_SCHEDULE_ID
+from orchestrator.sdk_metrics import install_sdk_metrics
 from orchestrator.services import (
     api_server,
     run_until_first_ends,
@@ -112,6 +113,7 @@ async def _run_stack(
     engine = create_engine(settings.resolved_database_url)
     try:
         await upgrade(engine)
+        install_sdk_metrics(settings.observability)
         client = await connect(settings.temporal)
         app = create_app(settings, temporal_client=client)
         api = api_server(app, settings.api_host, options.api_port)

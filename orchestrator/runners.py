@@ -16,6 +16,7 @@ from api.app import create_app
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import current_revision, upgrade
 from orchestrator.schedules import apply_schedules
+from orchestrator.sdk_metrics import install_sdk_metrics
 from orchestrator.services import api_server, serve_api_until, stop_on_signals
 from orchestrator.settings import Settings
 from orchestrator.temporal_client import connect
@@ -88,6 +89,7 @@ async def run_worker_process(settings: Settings) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
     engine = create_engine(settings.resolved_database_url)
+    install_sdk_metrics(settings.observability)
     try:
         client = await connect(settings.temporal)
         await run_worker(client, create_sessionmaker(engine), settings, stop)
@@ -111,5 +113,6 @@ async def run_simulation_process(settings: Settings, scenario: Scenario) -> None
 async def run_api_process(settings: Settings, host: str, port: int) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
+    install_sdk_metrics(settings.observability)
     log.info("API on http://%s:%d (docs at /docs)", host, port)
     await serve_api_until(api_server(create_app(settings), host, port), stop)

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         ValidateRangeInput,
         ValidationActivities,
     )
+    from pipeline.metrics import CYCLE_DURATION
     from pipeline.modes import (
         FULL_ORDER,
         CycleMode,
@@ -80,6 +81,7 @@ class CycleWorkflow:
             summary.steps_done.append(step.value)
         summary.upkeep = await self._after(summary)
         summary.finished_at = workflow.now()
+        _record_duration(summary)
         self._progress.step = "done"
         return summary
 
@@ -227,3 +229,14 @@ def _cause(err: ActivityError) -> str:
     while cause.__cause__ is not None:
         cause = cause.__cause__
     return str(cause) or type(cause).__name__
+
+
+def _record_duration(summary: CycleSummary) -> None:
+    """The SDK's workflow meter records nothing while replaying, so each cycle counts once,
+    from its first start to its end across continue-as-new runs."""
+    if summary.finished_at is None:
+        return
+    histogram = workflow.metric_meter().create_histogram_timedelta(
+        CYCLE_DURATION, "One orchestration cycle, start to end"
+    )
+    histogram.record(summary.finished_at - summary.started_at, {"mode": summary.mode})

@@ -4,8 +4,10 @@ replica reports the same numbers. Send a viewer key (Prometheus: ``authorization
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
+import httpx
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
@@ -15,7 +17,10 @@ from activities.handoff_queries import pending_counts
 from activities.health import compute_agent_health
 from api.deps import SessionDep, SettingsDep
 from db.models import Alert, CycleHeartbeat, Handoff
+from orchestrator.sdk_metrics import installed_sdk_metrics
 from pipeline.health import HealthStatus
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["metrics"])
 
@@ -68,7 +73,24 @@ async def metrics(*, session: SessionDep, settings: SettingsDep) -> Response:
         await session.execute(select(CycleHeartbeat.mode, CycleHeartbeat.last_completed_at))
     ).all():
         beats.labels(mode).set(at.timestamp())
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    body = generate_latest(registry) + await _sdk_metrics()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def _sdk_metrics() -> bytes:
+    """This process's Temporal SDK metrics (and the handoff and cycle metrics recorded
+    through its meter), when it runs a worker or a client with the exporter installed."""
+    sdk = installed_sdk_metrics()
+    if sdk is None:
+        return b""
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            response = await http.get(sdk.url)
+            response.raise_for_status()
+    except httpx.HTTPError as exc:
+        log.warning("SDK metrics at %s unavailable: %s", sdk.url, exc)
+        return b""
+    return response.content
 
 
 async def _health(
