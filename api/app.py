@@ -22,6 +22,7 @@ from api.routes import (
     handoffs,
     metrics,
     orchestrator,
+    pipeline,
     probes,
     reports,
 )
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     app.include_router(agent_runs.router, dependencies=secured)
     app.include_router(events.router, dependencies=secured)
     app.include_router(metrics.router, dependencies=secured)
+    app.include_router(pipeline.router, dependencies=secured)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RPCError, _temporal_error)
     app.add_exception_handler(Exception, _unexpected_error)
