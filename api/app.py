@@ -18,6 +18,7 @@ from api.routes import (
     agent_runs,
     agents,
     alerts,
+    dashboard,
     events,
     handoffs,
     metrics,
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     app.include_router(events.router, dependencies=secured)
     app.include_router(metrics.router, dependencies=secured)
     app.include_router(pipeline.router, dependencies=secured)
+    dashboard.mount_dashboard(app)  # the page is public: it holds no data, its script a key
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RPCError, _temporal_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -93,6 +93,9 @@ async def run_dev(settings: Settings, options: DevOptions, console: Console) -> 
             f"[bold]Local operator API key[/bold] (shown once; kept in "
             f"{options.state_dir / DEV_KEY_FILE}): {key}"
         )
+        # a fragment never reaches the server; the page moves the key into the tab's storage
+        dashboard = f"http://{settings.api_host}:{options.api_port}/dashboard#key={key}"
+        console.print(f"Dashboard with it: {dashboard}", soft_wrap=True)
     try:
         local = dev_settings(settings, options, server, key)
         if options.scenario is not None:
@@ -146,6 +149,7 @@ def _print_urls(
   Temporal gRPC     {server.address}
   API               {api}/api/v1/orchestrator/health
   API docs          {api}/docs   (send X-API-Key: see {settings.state_dir / DEV_KEY_FILE})
+  Dashboard         {api}/dashboard   (asks once for the key in that file)
   Database          {settings.resolved_database_url}
 Press Ctrl-C to stop.
 """)
