@@ -17,13 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.routes.orchestrator import workflow_url
+from api.schemas import ErrorResponse
 from db.models import Activity, Event, Handoff, Prospect
 from orchestrator.settings import Settings
 from pipeline.reports import STATUS_CHANGE_TARGET_KEY, FunnelStep, funnel_entries, funnel_steps
 from pipeline.states import TERMINAL_STATES, TRANSITIONS
 from workflows.search_attributes import CYCLE_MODE
 
-router = APIRouter(prefix="/api/v1/orchestrator", tags=["pipeline"])
+ERRORS = {401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+router = APIRouter(prefix="/api/v1/orchestrator", tags=["pipeline"], responses=ERRORS)
 CYCLE_WORKFLOW_TYPE = "orchestrator-cycle"
 
 
@@ -139,7 +141,7 @@ async def get_pipeline(
     )
 
 
-@router.get("/cycles", response_model=list[CycleOut])
+@router.get("/cycles", response_model=list[CycleOut], responses={503: {"model": ErrorResponse}})
 async def list_cycles(
     *,
     settings: SettingsDep,
