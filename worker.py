@@ -28,6 +28,7 @@ from activities.validation import ValidationActivities
 from orchestrator.schedules import apply_schedules
 from orchestrator.search_attributes import ensure_search_attributes
 from orchestrator.settings import Settings
+from orchestrator.tracing import instrument_http
 from workflows.cycle import CycleWorkflow
 from workflows.handoff import HandoffWorkflow
 
@@ -114,13 +115,13 @@ def build_worker(
     http: httpx.AsyncClient | None = None,
 ) -> Worker:
     """The worker; pass ``http`` to share (and later close) the HTTP agents' client."""
+    http = http or httpx.AsyncClient(timeout=30)
+    instrument_http(http)  # no-op unless tracing is installed
     return Worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
         workflows=WORKFLOWS,
-        activities=build_activities(
-            sessionmaker, settings, http or httpx.AsyncClient(timeout=30), client
-        ),
+        activities=build_activities(sessionmaker, settings, http, client),
     )
 
 

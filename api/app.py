@@ -30,6 +30,7 @@ from api.routes import (
 from api.temporal import TemporalGateway
 from db.engine import create_engine, create_sessionmaker
 from orchestrator.settings import Settings, get_settings
+from orchestrator.tracing import instrument_app
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RPCError, _temporal_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    instrument_app(app)  # no-op unless tracing is installed
     return app
 
 

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from orchestrator.logs import configure_logging
 from orchestrator.settings import Settings, get_settings
+from orchestrator.tracing import install_tracing
 from pipeline.health import AgentHealth, HealthStatus, overall_status
 from pipeline.modes import UnsupportedModeError, parse_mode
 
@@ -61,6 +62,7 @@ def _settings() -> Settings:
         console.print(f"[red]invalid configuration:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     configure_logging(settings.log_level)
+    install_tracing(settings.tracing)  # before any Temporal client is made
     return settings
 
 

@@ -8,6 +8,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 
 from orchestrator.settings import TemporalSettings
+from orchestrator.tracing import tracing_interceptors
 
 
 def tls_config(settings: TemporalSettings) -> TLSConfig | bool:
@@ -39,4 +40,5 @@ async def connect(settings: TemporalSettings) -> Client:
         data_converter=pydantic_data_converter,
         tls=tls_config(settings) if not api_key else (tls_config(settings) or True),
         api_key=api_key,
+        interceptors=tracing_interceptors(),
     )
