@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from orchestrator.logs import log_context
 from orchestrator.settings import AgentEndpoint
 from orchestrator.signing import SIGNATURE_HEADER, sign
 from pipeline.contract import AgentResult, AgentTask
@@ -37,6 +38,10 @@ class HttpAgentActivities:
 
     @activity.defn(name="trigger_http_agent")
     async def trigger_http_agent(self, task: AgentTask) -> HttpTriggerResult:
+        with log_context(prospect_id=task.prospect_id, agent=task.agent):
+            return await self._trigger(task)
+
+    async def _trigger(self, task: AgentTask) -> HttpTriggerResult:
         endpoint = self._endpoints.get(task.agent)
         if endpoint is None or endpoint.url is None:
             raise ApplicationError(
@@ -51,6 +56,7 @@ class HttpAgentActivities:
         if endpoint.secret is not None:
             headers[SIGNATURE_HEADER] = sign(body, endpoint.secret.get_secret_value())
         response = await self._http.post(endpoint.url, content=body, headers=headers)
+        activity.logger.info("agent answered HTTP %d", response.status_code)
         return _interpret(task, response)
 
 

@@ -20,6 +20,7 @@ from activities.handoff_queries import find_pending_page, pending_for_prospect, 
 from activities.metrics import count_outcome, record_trigger_latency
 from db.dialect import insert_for
 from db.models import Event, Handoff, OrchestratorAction, RecordLock
+from orchestrator.logs import log_context
 from pipeline.contract import AgentResult
 from pipeline.handoffs import (
     OPEN_STATUSES,
@@ -311,8 +312,12 @@ class HandoffActivities:
 
     @activity.defn(name="begin_handoff")
     async def begin_handoff(self, input: BeginInput) -> BeginResult:
-        async with self._sessionmaker() as session:
-            return await begin_handoff(session, input)
+        pending = input.pending
+        with log_context(prospect_id=pending.prospect_id, agent=pending.to_agent):
+            async with self._sessionmaker() as session:
+                begun = await begin_handoff(session, input)
+            _log_begun(pending, begun)
+            return begun
 
     @activity.defn(name="mark_handoff")
     async def mark_handoff(self, input: MarkInput) -> None:
@@ -322,5 +327,30 @@ class HandoffActivities:
 
     @activity.defn(name="finish_handoff")
     async def finish_handoff(self, input: FinishInput) -> FinishResult:
-        async with self._sessionmaker() as session:
-            return await finish_handoff(session, input)
+        pending = input.pending
+        with log_context(prospect_id=pending.prospect_id, agent=pending.to_agent):
+            async with self._sessionmaker() as session:
+                finished = await finish_handoff(session, input)
+            _log_finished(input)
+            return finished
+
+
+def _log_begun(pending: PendingHandoff, begun: BeginResult) -> None:
+    if begun.outcome == "leased":
+        what = f"triggering {pending.to_agent} (attempt {begun.attempt})"
+    elif begun.outcome == "blocked":
+        what = f"blocked: record lease held by {begun.holder}"
+    else:
+        what = f"not run: {begun.reason}"
+    activity.logger.info("handoff %s from %s: %s", pending.id, pending.from_state, what)
+
+
+def _log_finished(input: FinishInput) -> None:
+    detail = f" ({input.detail})" if input.detail else ""
+    activity.logger.info(
+        "handoff %s from %s: %s%s",
+        input.pending.id,
+        input.pending.from_state,
+        input.status.value,
+        detail,
+    )

@@ -61,7 +61,7 @@ def _settings() -> Settings:
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         console.print(f"[red]invalid configuration:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.observability.log_format)
     install_tracing(settings.tracing)  # before any Temporal client is made
     return settings
 
