@@ -41,11 +41,18 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.resolved_database_url)
+        # run ingestion writes agent_runs for the agents, which the orchestrator's own role
+        # may only read: it gets a connection of its own (the orchestrator_ingest role)
+        ingest = (
+            create_engine(settings.ingest_database_url) if settings.ingest_database_url else engine
+        )
         app.state.settings = settings
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.ingest_sessionmaker = create_sessionmaker(ingest)
         app.state.temporal = TemporalGateway(settings.temporal, temporal_client)
         yield
         await engine.dispose()
+        await ingest.dispose()
 
     app = FastAPI(
         title="Pipeline Orchestrator",

@@ -22,6 +22,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_ingest_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session on the ingestion connection, the one allowed to write ``agent_runs``."""
+    async with request.app.state.ingest_sessionmaker() as session:
+        yield session
+
+
 def get_temporal_gateway(request: Request) -> TemporalGateway:
     """The gateway, not a connected client: routes connect only after their input has been
     validated, so bad input is a 422 even while Temporal is away."""
@@ -37,4 +43,5 @@ async def temporal_client(gateway: TemporalGateway) -> Client:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+IngestSessionDep = Annotated[AsyncSession, Depends(get_ingest_session)]
 TemporalDep = Annotated[TemporalGateway, Depends(get_temporal_gateway)]

@@ -152,6 +152,55 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     console.print(f"database at revision [bold]{now}[/bold]")
 
 
+def _password_option(envvar: str) -> Any:
+    """Hidden: a password belongs in the environment or a prompt, not in shell history."""
+    return typer.Option(envvar=envvar, hidden=True, show_default=False, show_envvar=False)
+
+
+@db_app.command("grant-roles")
+def db_grant_roles(
+    role: Annotated[str, typer.Option(help="Role the orchestrator connects as.")] = "orchestrator",
+    ingest_role: Annotated[
+        str, typer.Option(help="Role of the run-ingestion endpoint (ORCH_INGEST_DATABASE_URL).")
+    ] = "orchestrator_ingest",
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="A superuser connection to the database (default ORCH_DATABASE_URL)."),
+    ] = None,
+    prompt_passwords: Annotated[
+        bool, typer.Option(help="Ask for the roles' login passwords (input is hidden).")
+    ] = False,
+    role_password: Annotated[str | None, _password_option("ORCH_ROLE_PASSWORD")] = None,
+    ingest_password: Annotated[str | None, _password_option("ORCH_INGEST_ROLE_PASSWORD")] = None,
+) -> None:
+    """Create the least-privilege roles and grants on PostgreSQL; run after every upgrade.
+
+    Passwords: ORCH_ROLE_PASSWORD, ORCH_INGEST_ROLE_PASSWORD or --prompt-passwords.
+    """
+    # without a password an existing one stays; only its SCRAM verifier reaches the server
+    from db.roles import RoleError, Roles, grant_roles_at, is_postgres
+
+    url = database_url or _settings().resolved_database_url
+    if not is_postgres(url):
+        console.print("not PostgreSQL: SQLite has no roles, nothing to do")
+        return
+    if prompt_passwords:
+        role_password, ingest_password = _ask_password(role), _ask_password(ingest_role)
+    try:
+        roles = Roles(role, ingest_role, role_password, ingest_password)
+        result = _run(grant_roles_at(url, roles))
+    except RoleError as exc:
+        raise _fail(str(exc), 2) from exc
+    for name in (role, ingest_role):
+        console.print(f"role {name}: {'created' if name in result.created else 'exists'}")
+    console.print(f"{role} reads the agents' tables and owns: {', '.join(result.owned)}")
+    console.print(f"{ingest_role} writes agent_runs only")
+
+
+def _ask_password(role: str) -> str:
+    return typer.prompt(f"password for {role}", hide_input=True, confirmation_prompt=True)
+
+
 @app.command()
 def health(as_json: JsonFlag = False) -> None:
     """Compute every agent's health from the database now."""

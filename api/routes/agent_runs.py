@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from sqlalchemy import select
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import IngestSessionDep, SettingsDep
 from db.models import AgentRun
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agent runs"])
@@ -72,7 +72,7 @@ def _not_future(moment: datetime, field: str) -> None:
 
 @router.post("/{name}/runs", response_model=RunOut, status_code=201)
 async def report_run(
-    *, name: AgentPath, body: RunIn, session: SessionDep, settings: SettingsDep
+    *, name: AgentPath, body: RunIn, session: IngestSessionDep, settings: SettingsDep
 ) -> RunOut:
     """Record one run of an agent (finished, or running and finished later with PATCH)."""
     _known(settings, name)
@@ -91,7 +91,7 @@ async def finish_run(
     name: AgentPath,
     run_id: Annotated[int, Path(ge=1)],
     body: RunUpdate,
-    session: SessionDep,
+    session: IngestSessionDep,
     settings: SettingsDep,
 ) -> RunOut:
     """Finish a run reported as running."""
@@ -114,7 +114,7 @@ async def finish_run(
 async def list_runs(
     *,
     name: AgentPath,
-    session: SessionDep,
+    session: IngestSessionDep,
     settings: SettingsDep,
     handoff_id: Annotated[str | None, Query(max_length=128)] = None,
     status: Literal["running", "completed", "failed"] | None = None,
