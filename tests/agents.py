@@ -35,6 +35,7 @@ class FakeAgent:
 
     name: str
     sessionmaker: async_sessionmaker[AsyncSession]
+    """The agent's own connection (``agent_sessionmaker``), not the orchestrator's."""
     tier: Callable[[int], str] = lambda _pid: "A1"
     fail_first: int = 0
     """Raise this many times per handoff before succeeding."""

@@ -16,15 +16,17 @@ from temporalio.testing import WorkflowEnvironment
 
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
+from db.roles import Roles, grant_roles, is_postgres
 from orchestrator.devserver import find_binary
 from orchestrator.settings import Settings, TemporalSettings
 from tests.agents import FakeAgent
 from tests.handoff_support import AGENTS
-from tests.pg import PgCluster, PostgresUnavailable, start_cluster
+from tests.pg import PgCluster, PostgresUnavailable, as_role, start_cluster
 from workflows.search_attributes import ALL
 
 REQUIRE_POSTGRES = os.environ.get("ORCH_REQUIRE_POSTGRES") == "1"
 BACKENDS = ["sqlite", "postgres"]
+ROLES = Roles()
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +43,8 @@ def pg_cluster() -> Iterator[PgCluster]:
 
 @pytest.fixture(params=BACKENDS)
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, empty database URL on each backend."""
+    """A fresh, empty database URL on each backend, connecting as its owner (the superuser,
+    who also owns the agents' tables)."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'orchestrator.db'}"
         return
@@ -52,17 +55,52 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 
 @pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    """A migrated database (``alembic upgrade head``), as the app would see it."""
+async def owner_engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """The database migrated by its owner (``alembic upgrade head``) and, on PostgreSQL, the
+    least-privilege roles granted, as the DBA does before the orchestrator starts."""
     engine = create_engine(db_url)
     await upgrade(engine)
+    if is_postgres(db_url):
+        async with engine.begin() as conn:
+            await grant_roles(conn, ROLES)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def orchestrator_url(db_url: str, owner_engine: AsyncEngine) -> str:
+    """Where orchestrator code connects: the ``orchestrator`` role on PostgreSQL, which may
+    only read the agents' tables, so a write to them fails the test."""
+    return as_role(db_url, ROLES.orchestrator)
+
+
+@pytest.fixture
+async def engine(
+    db_url: str, orchestrator_url: str, owner_engine: AsyncEngine
+) -> AsyncIterator[AsyncEngine]:
+    """The migrated database as the orchestrator sees it (one engine on SQLite, which has no
+    roles)."""
+    if not is_postgres(db_url):
+        yield owner_engine
+        return
+    engine = create_engine(orchestrator_url)
     yield engine
     await engine.dispose()
 
 
 @pytest.fixture
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for orchestrator code (activities, the API)."""
     return create_sessionmaker(engine)
+
+
+@pytest.fixture
+def agent_sessionmaker(
+    db_url: str, owner_engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that write the agents' rows as an agent would: the tables' owner on
+    PostgreSQL, the same sessions as ``sessionmaker`` on SQLite."""
+    return create_sessionmaker(owner_engine) if is_postgres(db_url) else sessionmaker
 
 
 @pytest.fixture(scope="session")
@@ -88,11 +126,13 @@ def task_queue() -> str:
 
 
 @pytest.fixture
-def settings(db_url: str, tmp_path: Path, task_queue: str) -> Settings:
-    """Settings pointing at this test's database and task queue."""
+def settings(db_url: str, orchestrator_url: str, tmp_path: Path, task_queue: str) -> Settings:
+    """Settings pointing at this test's database (as the orchestrator role, and the ingest
+    role for run ingestion) and task queue."""
     return Settings(
         state_dir=tmp_path / "state",
-        database_url=db_url,
+        database_url=orchestrator_url,
+        ingest_database_url=as_role(db_url, ROLES.ingest) if is_postgres(db_url) else None,
         temporal=TemporalSettings(task_queue=task_queue),
     )
 
@@ -107,6 +147,6 @@ def worker_settings(settings: Settings, client: Client) -> Settings:
 
 
 @pytest.fixture
-def agents(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, FakeAgent]:
+def agents(agent_sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, FakeAgent]:
     """Stand-in hygiene, researcher and outreach agents writing to this test's database."""
-    return {name: FakeAgent(name, sessionmaker) for name in AGENTS}
+    return {name: FakeAgent(name, agent_sessionmaker) for name in AGENTS}

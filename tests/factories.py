@@ -36,7 +36,8 @@ def run(
 
 async def add(sessionmaker: async_sessionmaker[AsyncSession], *rows: object) -> None:
     """Insert in the given order, one table at a time (models have no relationships, so the
-    unit of work would not order parents before children)."""
+    unit of work would not order parents before children). Agents' rows need the agents'
+    connection (the ``agent_sessionmaker`` fixture): the orchestrator's role cannot write them."""
     async with sessionmaker() as session:
         for _, group in groupby(rows, key=type):
             session.add_all(list(group))

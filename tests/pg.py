@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+from sqlalchemy.engine import make_url
 
 
 class PostgresUnavailable(RuntimeError):
@@ -123,3 +124,12 @@ def start_cluster() -> PgCluster:
     # an interrupted run (Ctrl-C, a failed fixture) skips teardown; never leave a server behind
     atexit.register(cluster.stop)
     return cluster
+
+
+def as_role(url: str, role: str) -> str:
+    """``url`` connecting as ``role`` instead (the test cluster trusts local connections, so
+    no password); a SQLite URL as it is, since SQLite has no roles."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return url
+    return parsed.set(username=role).render_as_string(hide_password=False)
