@@ -13,7 +13,6 @@ import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
@@ -39,33 +38,12 @@ with workflow.unsafe.imports_passed_through():
         HandoffPolicy,
         HandoffState,
         HandoffStatus,
-        PendingHandoff,
     )
+    from workflows.handoff_types import CompleteInput, HandoffInput, HandoffOutcome
     from workflows.search_attributes import AGENT_NAME, HANDOFF_STATUS, PROSPECT_ID
 
 LOCAL_TIMEOUT = timedelta(seconds=30)
 LOCAL_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=20)
-
-
-class HandoffInput(BaseModel):
-    pending: PendingHandoff
-    policy: HandoffPolicy = HandoffPolicy()
-    retry: bool = False
-    """An operator's retry of a failed or cancelled handoff: it may take the ledger row over."""
-    chain: list[str] = []
-
-
-class CompleteInput(BaseModel):
-    """An HTTP agent's late answer, delivered through the API's callback."""
-
-    handoff_id: str
-    result: AgentResult
-
-
-class _Outcome(BaseModel):
-    status: HandoffStatus
-    result: AgentResult | None = None
-    detail: str | None = None
 
 
 @workflow.defn(name="handoff")
@@ -120,7 +98,9 @@ class HandoffWorkflow:
             self._set_status(HandoffStatus.RUNNING)
             outcome = await self._trigger_agent(input)
         except (asyncio.CancelledError, CancelledError):
-            cancelled = _Outcome(status=HandoffStatus.CANCELLED, detail="cancelled by an operator")
+            cancelled = HandoffOutcome(
+                status=HandoffStatus.CANCELLED, detail="cancelled by an operator"
+            )
             await self._finish(input, cancelled)
             raise
         return await self._finish(input, outcome)
@@ -164,7 +144,7 @@ class HandoffWorkflow:
                     timeout_summary="blocked: retry the record lease",
                 )
 
-    async def _trigger_agent(self, input: HandoffInput) -> _Outcome:
+    async def _trigger_agent(self, input: HandoffInput) -> HandoffOutcome:
         assert self._state is not None
         task = AgentTask(handoff_id=input.pending.id, prospect_id=input.pending.prospect_id,
                          from_state=input.pending.from_state, agent=input.pending.to_agent,
@@ -177,12 +157,12 @@ class HandoffWorkflow:
         except ActivityError as err:
             if is_cancelled_exception(err):  # the workflow was cancelled while the agent ran
                 raise asyncio.CancelledError from err
-            return _Outcome(status=HandoffStatus.FAILED, detail=_cause(err))
+            return HandoffOutcome(status=HandoffStatus.FAILED, detail=_cause(err))
         except ApplicationError as err:
-            return _Outcome(status=HandoffStatus.FAILED, detail=err.message)
+            return HandoffOutcome(status=HandoffStatus.FAILED, detail=err.message)
         if result.status is ResultStatus.FAILED:
-            return _Outcome(status=HandoffStatus.FAILED, result=result, detail=result.detail)
-        return _Outcome(status=HandoffStatus.COMPLETED, result=result, detail=result.detail)
+            return HandoffOutcome(status=HandoffStatus.FAILED, result=result, detail=result.detail)
+        return HandoffOutcome(status=HandoffStatus.COMPLETED, result=result, detail=result.detail)
 
     async def _call_temporal_agent(self, task: AgentTask, policy: HandoffPolicy) -> AgentResult:
         handle = workflow.start_activity(
@@ -232,7 +212,7 @@ class HandoffWorkflow:
                 start_to_close_timeout=LOCAL_TIMEOUT, retry_policy=LOCAL_RETRY,
             )  # fmt: skip
 
-    async def _finish(self, input: HandoffInput, outcome: _Outcome) -> FinishResult:
+    async def _finish(self, input: HandoffInput, outcome: HandoffOutcome) -> FinishResult:
         assert self._state is not None
         finish = FinishInput(
             pending=input.pending, workflow_id=workflow.info().workflow_id,
