@@ -92,8 +92,9 @@ def fewer_attempts(settings: Settings, attempts: int) -> Settings:
 async def orchestrated(
     client: Client, sessionmaker: Sessions, settings: Settings, process: Hygiene
 ) -> AsyncIterator[None]:
-    """The orchestrator's worker, and the SDK's worker for hygiene serving ``process``."""
-    runtime = AgentRuntime("hygiene", DatabaseRecorder(sessionmaker))
+    """The orchestrator's worker on ``sessionmaker``, and the SDK's worker for hygiene serving
+    ``process``, recording runs on the agent's own sessions."""
+    runtime = AgentRuntime("hygiene", DatabaseRecorder(process.sessionmaker))
     async with build_worker(client, sessionmaker, settings), runtime.worker(client, process):
         yield
 
@@ -102,18 +103,18 @@ async def orchestrated(
 
 
 async def test_a_handoff_is_recorded_as_one_completed_run(
-    client: Client, sessionmaker: Sessions, worker_settings: Settings
+    client: Client, sessionmaker: Sessions, agent_sessionmaker: Sessions, worker_settings: Settings
 ) -> None:
-    await add(sessionmaker, *prospect("identified", pid=1))
-    process = Hygiene(sessionmaker)
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
+    process = Hygiene(agent_sessionmaker)
     before = datetime.now(UTC)
     async with orchestrated(client, sessionmaker, worker_settings, process):
         await sweep(client, worker_settings)
         await wait_closed(client, 1)
-    [handoff] = await ledger(sessionmaker, 1)
+    [handoff] = await ledger(agent_sessionmaker, 1)
     assert (handoff.to_agent, handoff.status) == ("hygiene", "completed")
     assert process.seen_running == [True]
-    [row] = await runs(sessionmaker)
+    [row] = await runs(agent_sessionmaker)
     assert (row.agent_name, row.status, row.records_processed) == ("hygiene", "completed", 1)
     assert row.handoff_id == handoff.id == process.calls[0].handoff_id
     assert row.error is None
@@ -122,18 +123,18 @@ async def test_a_handoff_is_recorded_as_one_completed_run(
 
 
 async def test_a_failing_process_is_recorded_failed_on_every_attempt(
-    client: Client, sessionmaker: Sessions, worker_settings: Settings
+    client: Client, sessionmaker: Sessions, agent_sessionmaker: Sessions, worker_settings: Settings
 ) -> None:
     settings = fewer_attempts(worker_settings, 2)
-    await add(sessionmaker, *prospect("identified", pid=1))
-    process = Hygiene(sessionmaker, fail_always=True)
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
+    process = Hygiene(agent_sessionmaker, fail_always=True)
     async with orchestrated(client, sessionmaker, settings, process):
         await sweep(client, settings)
         await wait_closed(client, 1)
-    [handoff] = await ledger(sessionmaker, 1)
+    [handoff] = await ledger(agent_sessionmaker, 1)
     assert handoff.status == "failed"
     assert "no such company (prospect 1)" in (handoff.detail or "")
-    rows = await runs(sessionmaker)
+    rows = await runs(agent_sessionmaker)
     assert [(r.status, r.handoff_id) for r in rows] == [("failed", handoff.id)] * 2
     assert {r.error for r in rows} == {"ValueError: no such company (prospect 1)"}
     assert all(r.records_processed is None for r in rows)
@@ -141,17 +142,17 @@ async def test_a_failing_process_is_recorded_failed_on_every_attempt(
 
 
 async def test_a_retried_handoff_runs_again_after_a_failure_and_then_completes(
-    client: Client, sessionmaker: Sessions, worker_settings: Settings
+    client: Client, sessionmaker: Sessions, agent_sessionmaker: Sessions, worker_settings: Settings
 ) -> None:
     """A failed run is not "done": the handoff id only skips work that completed."""
-    await add(sessionmaker, *prospect("identified", pid=1))
-    process = Hygiene(sessionmaker, fail_first=1)
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
+    process = Hygiene(agent_sessionmaker, fail_first=1)
     async with orchestrated(client, sessionmaker, worker_settings, process):
         await sweep(client, worker_settings)
         await wait_closed(client, 1)
-    [handoff] = await ledger(sessionmaker, 1)
+    [handoff] = await ledger(agent_sessionmaker, 1)
     assert handoff.status == "completed"
-    rows = await runs(sessionmaker)
+    rows = await runs(agent_sessionmaker)
     assert [(r.status, r.handoff_id) for r in rows] == [
         ("failed", handoff.id),
         ("completed", handoff.id),
@@ -162,25 +163,25 @@ async def test_a_retried_handoff_runs_again_after_a_failure_and_then_completes(
 # --- AgentRuntime.handle directly ------------------------------------------------------------
 
 
-async def test_handle_records_running_then_completed(sessionmaker: Sessions) -> None:
-    runtime = AgentRuntime("hygiene", DatabaseRecorder(sessionmaker))
-    process = Hygiene(sessionmaker)
+async def test_handle_records_running_then_completed(agent_sessionmaker: Sessions) -> None:
+    runtime = AgentRuntime("hygiene", DatabaseRecorder(agent_sessionmaker))
+    process = Hygiene(agent_sessionmaker)
     result = await runtime.handle(task("h-1"), process)
     assert (result.status, result.records_processed) == (ResultStatus.COMPLETED, 1)
     assert process.seen_running == [True]
-    [row] = await runs(sessionmaker)
+    [row] = await runs(agent_sessionmaker)
     assert (row.status, row.records_processed, row.handoff_id) == ("completed", 1, "h-1")
     assert row.completed_at is not None and row.completed_at >= row.started_at
 
 
 async def test_handle_records_a_raised_error_and_lets_it_propagate(
-    sessionmaker: Sessions,
+    agent_sessionmaker: Sessions,
 ) -> None:
-    runtime = AgentRuntime("hygiene", DatabaseRecorder(sessionmaker))
-    process = Hygiene(sessionmaker, fail_always=True)
+    runtime = AgentRuntime("hygiene", DatabaseRecorder(agent_sessionmaker))
+    process = Hygiene(agent_sessionmaker, fail_always=True)
     with pytest.raises(ValueError, match="no such company"):
         await runtime.handle(task("h-1", prospect_id=7), process)
-    [row] = await runs(sessionmaker)
+    [row] = await runs(agent_sessionmaker)
     assert (row.status, row.handoff_id) == ("failed", "h-1")
     assert row.error == "ValueError: no such company (prospect 7)"
     assert row.records_processed is None
@@ -188,57 +189,59 @@ async def test_handle_records_a_raised_error_and_lets_it_propagate(
 
 
 async def test_handle_cuts_a_very_long_error_to_what_the_column_takes(
-    sessionmaker: Sessions,
+    agent_sessionmaker: Sessions,
 ) -> None:
-    runtime = AgentRuntime("hygiene", DatabaseRecorder(sessionmaker))
+    runtime = AgentRuntime("hygiene", DatabaseRecorder(agent_sessionmaker))
 
     async def process(_: AgentTask) -> AgentResult:
         raise RuntimeError("x" * 5000)
 
     with pytest.raises(RuntimeError):
         await runtime.handle(task(), process)
-    [row] = await runs(sessionmaker)
+    [row] = await runs(agent_sessionmaker)
     assert row.status == "failed"
     assert row.error is not None and len(row.error) == 4000
     assert row.error.startswith("RuntimeError: xxx")
 
 
 async def test_a_failed_result_is_recorded_failed_with_its_detail(
-    sessionmaker: Sessions,
+    agent_sessionmaker: Sessions,
 ) -> None:
-    runtime = AgentRuntime("researcher", DatabaseRecorder(sessionmaker))
+    runtime = AgentRuntime("researcher", DatabaseRecorder(agent_sessionmaker))
 
     async def process(_: AgentTask) -> AgentResult:
         return AgentResult(status=ResultStatus.FAILED, detail="no website to research")
 
     result = await runtime.handle(task("h-9"), process)
     assert (result.status, result.detail) == (ResultStatus.FAILED, "no website to research")
-    [row] = await runs(sessionmaker)
+    [row] = await runs(agent_sessionmaker)
     assert (row.agent_name, row.status, row.handoff_id) == ("researcher", "failed", "h-9")
     assert row.error == "no website to research"
     assert row.records_processed is None
 
 
 async def test_the_same_handoff_twice_is_skipped_without_calling_process(
-    sessionmaker: Sessions,
+    agent_sessionmaker: Sessions,
 ) -> None:
-    runtime = AgentRuntime("hygiene", DatabaseRecorder(sessionmaker))
-    process = Hygiene(sessionmaker)
+    runtime = AgentRuntime("hygiene", DatabaseRecorder(agent_sessionmaker))
+    process = Hygiene(agent_sessionmaker)
     first = await runtime.handle(task("h-1"), process)
     second = await runtime.handle(task("h-1"), process)
     assert first.status is ResultStatus.COMPLETED
     assert second.status is ResultStatus.SKIPPED
     assert second.detail == "handoff h-1 was already processed"
     assert len(process.calls) == 1
-    assert [(r.status, r.handoff_id) for r in await runs(sessionmaker)] == [("completed", "h-1")]
+    assert [(r.status, r.handoff_id) for r in await runs(agent_sessionmaker)] == [
+        ("completed", "h-1")
+    ]
     # another agent's run of that handoff id is its own business
-    other = AgentRuntime("researcher", DatabaseRecorder(sessionmaker))
+    other = AgentRuntime("researcher", DatabaseRecorder(agent_sessionmaker))
     assert (await other.handle(task("h-1"), process)).status is ResultStatus.COMPLETED
     assert len(process.calls) == 2
 
 
-async def test_a_cancelled_process_does_not_stay_running(sessionmaker: Sessions) -> None:
-    runtime = AgentRuntime("hygiene", DatabaseRecorder(sessionmaker))
+async def test_a_cancelled_process_does_not_stay_running(agent_sessionmaker: Sessions) -> None:
+    runtime = AgentRuntime("hygiene", DatabaseRecorder(agent_sessionmaker))
     started = asyncio.Event()
 
     async def process(_: AgentTask) -> AgentResult:
@@ -251,7 +254,7 @@ async def test_a_cancelled_process_does_not_stay_running(sessionmaker: Sessions)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    [row] = await runs(sessionmaker)
+    [row] = await runs(agent_sessionmaker)
     assert row.status == "failed"
 
 
@@ -259,9 +262,9 @@ async def test_a_cancelled_process_does_not_stay_running(sessionmaker: Sessions)
 
 
 async def test_run_every_records_one_run_per_tick_failures_included(
-    sessionmaker: Sessions,
+    agent_sessionmaker: Sessions,
 ) -> None:
-    runtime = AgentRuntime("prospector", DatabaseRecorder(sessionmaker))
+    runtime = AgentRuntime("prospector", DatabaseRecorder(agent_sessionmaker))
     stop = asyncio.Event()
     ticks = 0
 
@@ -276,7 +279,7 @@ async def test_run_every_records_one_run_per_tick_failures_included(
 
     await asyncio.wait_for(run_every(runtime, work, timedelta(seconds=0.05), stop), 10)
     assert ticks == 4
-    rows = await runs(sessionmaker)
+    rows = await runs(agent_sessionmaker)
     assert [(r.agent_name, r.status, r.records_processed, r.error) for r in rows] == [
         ("prospector", "completed", 10, None),
         ("prospector", "failed", None, "ConnectionError: source unavailable"),
@@ -287,8 +290,8 @@ async def test_run_every_records_one_run_per_tick_failures_included(
     assert all(r.completed_at is not None and r.completed_at >= r.started_at for r in rows)
 
 
-async def test_run_every_stops_promptly_between_ticks(sessionmaker: Sessions) -> None:
-    runtime = AgentRuntime("prospector", DatabaseRecorder(sessionmaker))
+async def test_run_every_stops_promptly_between_ticks(agent_sessionmaker: Sessions) -> None:
+    runtime = AgentRuntime("prospector", DatabaseRecorder(agent_sessionmaker))
     stop = asyncio.Event()
 
     async def work() -> int:
@@ -296,16 +299,18 @@ async def test_run_every_stops_promptly_between_ticks(sessionmaker: Sessions) ->
 
     loop = asyncio.get_running_loop()
     schedule = asyncio.create_task(run_every(runtime, work, timedelta(hours=1), stop))
-    await wait_until(lambda: run_count(sessionmaker), within=10)
+    await wait_until(lambda: run_count(agent_sessionmaker), within=10)
     asked = loop.time()
     stop.set()
     await asyncio.wait_for(schedule, 2)
     assert loop.time() - asked < 1
-    assert [(r.status, r.records_processed) for r in await runs(sessionmaker)] == [("completed", 5)]
+    assert [(r.status, r.records_processed) for r in await runs(agent_sessionmaker)] == [
+        ("completed", 5)
+    ]
 
 
-async def test_run_every_does_not_run_when_already_stopped(sessionmaker: Sessions) -> None:
-    runtime = AgentRuntime("prospector", DatabaseRecorder(sessionmaker))
+async def test_run_every_does_not_run_when_already_stopped(agent_sessionmaker: Sessions) -> None:
+    runtime = AgentRuntime("prospector", DatabaseRecorder(agent_sessionmaker))
     stop = asyncio.Event()
     stop.set()
 
@@ -313,14 +318,14 @@ async def test_run_every_does_not_run_when_already_stopped(sessionmaker: Session
         raise AssertionError("not called")
 
     await asyncio.wait_for(run_every(runtime, work, timedelta(seconds=1), stop), 2)
-    assert await runs(sessionmaker) == []
+    assert await runs(agent_sessionmaker) == []
 
 
 # --- ApiRecorder against the served API -------------------------------------------------------
 
 
 @pytest.fixture
-async def api_url(settings: Settings, sessionmaker: Sessions) -> AsyncIterator[str]:
+async def api_url(settings: Settings, agent_sessionmaker: Sessions) -> AsyncIterator[str]:
     """The real API on a socket, on this test's (migrated) database."""
     async with served(create_app(with_keys(settings)), free_port()) as url:
         yield url
@@ -333,13 +338,13 @@ async def api_runtime(api_url: str) -> AsyncIterator[AgentRuntime]:
 
 
 async def test_api_recorder_records_running_then_completed(
-    api_runtime: AgentRuntime, sessionmaker: Sessions
+    api_runtime: AgentRuntime, agent_sessionmaker: Sessions
 ) -> None:
-    process = Hygiene(sessionmaker)
+    process = Hygiene(agent_sessionmaker)
     result = await api_runtime.handle(task("h-api"), process)
     assert result.status is ResultStatus.COMPLETED
     assert process.seen_running == [True]  # POSTed as running before process was called
-    [row] = await runs(sessionmaker)
+    [row] = await runs(agent_sessionmaker)
     assert (row.agent_name, row.status, row.records_processed) == ("hygiene", "completed", 1)
     assert row.handoff_id == "h-api" and row.error is None
     assert row.completed_at is not None and row.completed_at >= row.started_at
@@ -347,13 +352,13 @@ async def test_api_recorder_records_running_then_completed(
     again = await api_runtime.handle(task("h-api"), process)
     assert again.status is ResultStatus.SKIPPED
     assert len(process.calls) == 1
-    assert len(await runs(sessionmaker)) == 1
+    assert len(await runs(agent_sessionmaker)) == 1
 
 
 async def test_api_recorder_records_failures(
-    api_runtime: AgentRuntime, sessionmaker: Sessions
+    api_runtime: AgentRuntime, agent_sessionmaker: Sessions
 ) -> None:
-    process = Hygiene(sessionmaker, fail_always=True)
+    process = Hygiene(agent_sessionmaker, fail_always=True)
     with pytest.raises(ValueError, match="no such company"):
         await api_runtime.handle(task("h-api", prospect_id=3), process)
 
@@ -362,23 +367,25 @@ async def test_api_recorder_records_failures(
 
     result = await api_runtime.handle(task("h-api-2"), declines)
     assert result.status is ResultStatus.FAILED
-    rows = await runs(sessionmaker)
+    rows = await runs(agent_sessionmaker)
     assert [(r.status, r.handoff_id, r.error, r.records_processed) for r in rows] == [
         ("failed", "h-api", "ValueError: no such company (prospect 3)", None),
         ("failed", "h-api-2", "domain has no MX record", None),
     ]
     # a failed handoff is not done: it runs again
-    assert (await api_runtime.handle(task("h-api"), Hygiene(sessionmaker))).status == "completed"
+    assert (
+        await api_runtime.handle(task("h-api"), Hygiene(agent_sessionmaker))
+    ).status == "completed"
 
 
 async def test_api_recorder_records_a_very_long_error(
-    api_runtime: AgentRuntime, sessionmaker: Sessions
+    api_runtime: AgentRuntime, agent_sessionmaker: Sessions
 ) -> None:
     async def process(_: AgentTask) -> AgentResult:
         raise RuntimeError("x" * 5000)
 
     with pytest.raises(RuntimeError):
         await api_runtime.handle(task(), process)
-    [row] = await runs(sessionmaker)
+    [row] = await runs(agent_sessionmaker)
     assert row.status == "failed"
     assert row.error is not None and row.error.startswith("RuntimeError: xxx")

@@ -61,16 +61,16 @@ def controls(agents: list[dict[str, Any]]) -> list[tuple[object, ...]]:
 
 
 async def test_agents_list_health_controls_and_queue_depth(
-    sessionmaker, settings: Settings
+    agent_sessionmaker, settings: Settings
 ) -> None:
     now = datetime.now(UTC)
-    await seed_queue(sessionmaker, now)
+    await seed_queue(agent_sessionmaker, now)
     # hygiene: 2 of 10 runs failed (degraded); researcher: all good; the others never ran
-    await add(sessionmaker, *[run("hygiene", "failed" if i < 2 else "completed", ago=H * (1 + i),
-                                  now=now) for i in range(10)])  # fmt: skip
-    await add(sessionmaker, *[run("researcher", ago=H * (1 + i), records=5, now=now)
+    await add(agent_sessionmaker, *[run("hygiene", "failed" if i < 2 else "completed",
+                                        ago=H * (1 + i), now=now) for i in range(10)])  # fmt: skip
+    await add(agent_sessionmaker, *[run("researcher", ago=H * (1 + i), records=5, now=now)
                               for i in range(3)])  # fmt: skip
-    await add(sessionmaker, AgentControl(agent_name="outreach", paused=False,
+    await add(agent_sessionmaker, AgentControl(agent_name="outreach", paused=False,
                                          circuit_state="open", circuit_changed_at=now - H,
                                          updated_at=now - H))  # fmt: skip
 

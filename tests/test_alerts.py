@@ -406,10 +406,12 @@ async def after_cycle(activities: UpkeepActivities, at: datetime, *completed: st
 
 
 async def test_watchdog_raises_a_critical_alert_and_a_fresh_heartbeat_resolves_it(
-    sessionmaker, receiver: Receiver, http: httpx.AsyncClient
+    sessionmaker, agent_sessionmaker, receiver: Receiver, http: httpx.AsyncClient
 ) -> None:
     t0, activities = NOW, upkeep(sessionmaker, receiver, http)
-    await add(sessionmaker, CycleHeartbeat(mode="monitor", last_completed_at=t0 - 20 * MINUTE))
+    await add(
+        agent_sessionmaker, CycleHeartbeat(mode="monitor", last_completed_at=t0 - 20 * MINUTE)
+    )
     assert (await after_cycle(activities, t0, "handoffs")).watchdog == "unchanged"
 
     late = await after_cycle(activities, t0 + 15 * MINUTE, "handoffs")
@@ -448,16 +450,16 @@ def stalled_row(pid: int, status: HandoffStatus, at: datetime) -> Handoff:
 
 
 async def test_stalled_handoffs_over_the_threshold_raise_an_alert_until_they_clear(
-    sessionmaker, receiver: Receiver, http: httpx.AsyncClient
+    sessionmaker, agent_sessionmaker, receiver: Receiver, http: httpx.AsyncClient
 ) -> None:
     t0, activities = NOW, upkeep(sessionmaker, receiver, http)
-    await add(sessionmaker, CycleHeartbeat(mode="monitor", last_completed_at=t0))
-    await add(sessionmaker, *[stalled_row(pid, HandoffStatus.STALLED, t0) for pid in (1, 2)],
+    await add(agent_sessionmaker, CycleHeartbeat(mode="monitor", last_completed_at=t0))
+    await add(agent_sessionmaker, *[stalled_row(pid, HandoffStatus.STALLED, t0) for pid in (1, 2)],
               stalled_row(3, HandoffStatus.RUNNING, t0))  # fmt: skip
     at_threshold = await after_cycle(activities, t0, "handoffs")
     assert at_threshold.stalled == 2 and await alerts(sessionmaker) == []
 
-    await add(sessionmaker, stalled_row(4, HandoffStatus.STALLED, t0))
+    await add(agent_sessionmaker, stalled_row(4, HandoffStatus.STALLED, t0))
     over = await after_cycle(activities, t0 + MINUTE, "handoffs")
     assert (over.stalled, over.delivery.sent) == (3, 3)
     alert = await the_alert(sessionmaker, "stalled_handoffs")
@@ -486,22 +488,24 @@ def alerting(settings: Settings, receiver: Receiver) -> Settings:
 
 
 async def test_monitor_cycles_deliver_opened_worsened_and_resolved(
-    client: Client, sessionmaker, worker_settings: Settings, receiver: Receiver
+    client: Client, sessionmaker, agent_sessionmaker, worker_settings: Settings, receiver: Receiver
 ) -> None:
     settings = alerting(worker_settings, receiver)
     t = datetime.now(UTC)
     # hygiene: 2 of 10 runs failed (20%): degraded
-    await add(sessionmaker, *[run("hygiene", "failed" if i < 2 else "completed", ago=H * (1 + i),
-                                  now=t) for i in range(10)])  # fmt: skip
+    await add(agent_sessionmaker, *[run("hygiene", "failed" if i < 2 else "completed",
+                                        ago=H * (1 + i), now=t) for i in range(10)])  # fmt: skip
     async with build_worker(client, sessionmaker, settings):
         first = await run_cycle(client, settings, "monitor")
         second = await run_cycle(client, settings, "monitor")
         # 7 of 15 failed: failing
-        await add(sessionmaker, *[run("hygiene", "failed", ago=H * 11 + MINUTE * i, now=t)
+        await add(agent_sessionmaker, *[run("hygiene", "failed", ago=H * 11 + MINUTE * i, now=t)
                                   for i in range(5)])  # fmt: skip
         third = await run_cycle(client, settings, "monitor")
         # many good runs: healthy again
-        await add(sessionmaker, *[run("hygiene", ago=MINUTE * (5 + i), now=t) for i in range(60)])
+        await add(
+            agent_sessionmaker, *[run("hygiene", ago=MINUTE * (5 + i), now=t) for i in range(60)]
+        )
         fourth = await run_cycle(client, settings, "monitor")
 
     summaries = [first, second, third, fourth]
@@ -529,11 +533,11 @@ async def test_monitor_cycles_deliver_opened_worsened_and_resolved(
 
 
 async def test_cycles_raise_and_resolve_the_watchdog(
-    client: Client, sessionmaker, worker_settings: Settings, receiver: Receiver
+    client: Client, sessionmaker, agent_sessionmaker, worker_settings: Settings, receiver: Receiver
 ) -> None:
     settings = alerting(worker_settings, receiver)
     stale = datetime.now(UTC) - 2 * H
-    await add(sessionmaker, CycleHeartbeat(mode="monitor", last_completed_at=stale))
+    await add(agent_sessionmaker, CycleHeartbeat(mode="monitor", last_completed_at=stale))
     async with build_worker(client, sessionmaker, settings):
         handoffs = await run_cycle(client, settings, "handoffs")
         monitor = await run_cycle(client, settings, "monitor")

@@ -70,9 +70,9 @@ async def test_health_on_an_empty_database_is_unknown(db_api: httpx.AsyncClient)
 
 
 async def test_health_reflects_the_run_history(
-    db_api: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+    db_api: httpx.AsyncClient, agent_sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    now = await add_mixed_history(sessionmaker)
+    now = await add_mixed_history(agent_sessionmaker)
     response = await db_api.get(HEALTH)
     assert response.status_code == 200
     body = response.json()
@@ -111,11 +111,13 @@ async def test_health_reflects_the_run_history(
 
 
 async def test_one_healthy_agent_makes_the_overall_status_healthy(
-    db_api: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+    db_api: httpx.AsyncClient, agent_sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     """Agents that never ran do not hide the ones that did: unknown only when all are."""
     now = datetime.now(UTC)
-    await add(sessionmaker, *(run("hygiene", ago=timedelta(hours=h), now=now) for h in (1, 2)))
+    await add(
+        agent_sessionmaker, *(run("hygiene", ago=timedelta(hours=h), now=now) for h in (1, 2))
+    )
     body = (await db_api.get(HEALTH)).json()
     assert by_name(body)["hygiene"]["status"] == "healthy"
     assert by_name(body)["prospector"]["status"] == "unknown"
@@ -129,10 +131,13 @@ async def test_run_monitor_and_wait_returns_the_cycle_summary(
     api: httpx.AsyncClient,
     client: Client,
     sessionmaker: async_sessionmaker[AsyncSession],
+    agent_sessionmaker: async_sessionmaker[AsyncSession],
     worker_settings: Settings,
 ) -> None:
     now = datetime.now(UTC)
-    await add(sessionmaker, *(run("hygiene", ago=timedelta(hours=h), now=now) for h in (1, 2)))
+    await add(
+        agent_sessionmaker, *(run("hygiene", ago=timedelta(hours=h), now=now) for h in (1, 2))
+    )
     async with build_worker(client, sessionmaker, worker_settings):
         response = await api.post(RUN, params={"mode": "monitor", "wait": "true"})
     assert response.status_code == 202, response.text

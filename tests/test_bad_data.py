@@ -31,12 +31,16 @@ async def full_cycle(client: Client, settings: Settings) -> CycleSummary:
 
 
 async def test_a_full_cycle_over_bad_data_reports_it_and_hands_off_the_good(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     now = datetime.now(UTC)
     old = now - 3 * H
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *prospect("bogus_state", pid=1, entered=old),
         *prospect("scored", tier=None, pid=2, entered=old),
         *prospect("research_complete", tier="A1", email=None, pid=3, entered=old),

@@ -98,10 +98,14 @@ async def agents_by_name(api: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
 
 
 async def test_failing_agent_opens_its_circuit_then_one_probe_closes_it(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
-    await add(sessionmaker, *failing_runs("hygiene", datetime.now(UTC)))
-    await add(sessionmaker, *[row for pid in (1, 2, 3) for row in prospect(pid=pid)])
+    await add(agent_sessionmaker, *failing_runs("hygiene", datetime.now(UTC)))
+    await add(agent_sessionmaker, *[row for pid in (1, 2, 3) for row in prospect(pid=pid)])
 
     # open: the monitor sees hygiene failing; handoffs to it wait (default cool-down: 10 min)
     async with running(client, sessionmaker, worker_settings, agents):
@@ -165,15 +169,19 @@ async def test_failing_agent_opens_its_circuit_then_one_probe_closes_it(
 
 
 async def test_failing_probe_reopens_the_circuit(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     settings = worker_settings.model_copy(
         update={"handoffs": HandoffSettings(agent_max_attempts=1)}
     )
     cooled = datetime.now(UTC) - H
     agents["hygiene"].fail_first = 100
-    await add(sessionmaker, open_circuit("hygiene", cooled))
-    await add(sessionmaker, *prospect(pid=1), *prospect(pid=2))
+    await add(agent_sessionmaker, open_circuit("hygiene", cooled))
+    await add(agent_sessionmaker, *prospect(pid=1), *prospect(pid=2))
     async with running(client, sessionmaker, settings, agents):
         assert await swept(client, settings) == (2, 1, 1)
         await wait_closed(client, 1)
@@ -192,12 +200,16 @@ async def test_failing_probe_reopens_the_circuit(
 
 
 async def test_probe_that_never_reaches_the_agent_does_not_hold_the_circuit_half_open(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     """The finder claims prospect 1 as the probe; the prospect is deleted before its handoff
     begins, so the handoff is superseded and no agent is called."""
-    await add(sessionmaker, open_circuit("hygiene", datetime.now(UTC) - H))
-    await add(sessionmaker, *prospect(pid=1), *prospect(pid=2))
+    await add(agent_sessionmaker, open_circuit("hygiene", datetime.now(UTC) - H))
+    await add(agent_sessionmaker, *prospect(pid=1), *prospect(pid=2))
     async with sessionmaker() as session:
         p1 = await session.get(Prospect, 1)
         assert p1 is not None
@@ -207,6 +219,8 @@ async def test_probe_that_never_reaches_the_agent_does_not_hold_the_circuit_half
         )
         waiting = await deferrals(session, [probe], datetime.now(UTC), timedelta(minutes=10))
         assert waiting == {}
+        await session.commit()
+    async with agent_sessionmaker() as session:  # the prospector deletes it
         p1 = await session.get(Prospect, 1)
         assert p1 is not None
         p1.deleted_at = datetime.now(UTC)
@@ -235,9 +249,13 @@ def resumed_cycle(detail: str) -> str:
 
 
 async def test_paused_agent_defers_handoffs_and_resume_starts_them(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
-    await add(sessionmaker, *prospect(pid=1), *prospect(pid=2))
+    await add(agent_sessionmaker, *prospect(pid=1), *prospect(pid=2))
     async with (
         running(client, sessionmaker, worker_settings, agents),
         api_client(worker_settings, client) as api,
@@ -283,9 +301,13 @@ async def test_paused_agent_defers_handoffs_and_resume_starts_them(
 
 
 async def test_chain_stops_before_a_paused_agent_and_goes_on_when_resumed(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
-    await add(sessionmaker, *prospect(pid=1))
+    await add(agent_sessionmaker, *prospect(pid=1))
     async with (
         running(client, sessionmaker, worker_settings, agents),
         api_client(worker_settings, client) as api,

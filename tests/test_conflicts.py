@@ -100,10 +100,11 @@ async def lease_ids(sessionmaker: Maker) -> list[tuple[int, str | None]]:
 
 async def test_expired_lease_is_released_and_a_live_one_of_another_agent_is_kept(
     sessionmaker,
+    agent_sessionmaker,
 ) -> None:
     t = now()
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         lease(1, "hygiene", "h-1", t - timedelta(minutes=1)),
         lease(2, "researcher", "r-2", t + timedelta(hours=1)),
         lease(3, "outreach", None, t + timedelta(seconds=5)),  # live, even without a holder id
@@ -120,13 +121,13 @@ async def test_expired_lease_is_released_and_a_live_one_of_another_agent_is_kept
 
 @pytest.mark.parametrize("status", ["completed", "failed"])
 async def test_lease_of_a_finished_agent_run_is_released_a_running_ones_kept(
-    sessionmaker, status: str
+    sessionmaker, agent_sessionmaker, status: str
 ) -> None:
     t = now()
     finished, going = run("researcher", status, now=t), run("researcher", "running", now=t)
-    await add(sessionmaker, finished, going)
+    await add(agent_sessionmaker, finished, going)
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         lease(1, "researcher", str(finished.id), t + timedelta(hours=1)),
         lease(2, "researcher", str(going.id), t + timedelta(hours=1)),
     )
@@ -139,13 +140,15 @@ async def test_lease_of_a_finished_agent_run_is_released_a_running_ones_kept(
     assert len(await audit(sessionmaker)) == 1
 
 
-async def test_lease_of_a_closed_handoff_is_released_an_open_ones_kept(sessionmaker) -> None:
+async def test_lease_of_a_closed_handoff_is_released_an_open_ones_kept(
+    sessionmaker, agent_sessionmaker
+) -> None:
     t = now()
     entered = t - timedelta(minutes=30)
     closed = claim(1, "identified", entered, status="completed", finished=t - timedelta(minutes=1))
     still_open = claim(2, "identified", entered, status="running")
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         closed,
         still_open,
         lease(1, "hygiene", closed.id, t + timedelta(hours=1)),
@@ -161,7 +164,7 @@ async def test_lease_of_a_closed_handoff_is_released_an_open_ones_kept(sessionma
 
 
 async def test_concurrent_releases_release_each_stale_lease_exactly_once(
-    db_url: str, sessionmaker
+    db_url: str, sessionmaker, agent_sessionmaker
 ) -> None:
     if db_url.startswith("sqlite"):
         pytest.skip("concurrent writers need PostgreSQL: SQLite serialises every write")
@@ -169,7 +172,7 @@ async def test_concurrent_releases_release_each_stale_lease_exactly_once(
     for round_ in range(1, 4):  # three rounds: more chances for a race to show
         t, pids = now(), range(1000 * round_, 1000 * round_ + 200)
         seeded += pids
-        await add(sessionmaker, *(lease(pid, "hygiene", f"h-{pid}", t - timedelta(seconds=1))
+        await add(agent_sessionmaker, *(lease(pid, "hygiene", f"h-{pid}", t - timedelta(seconds=1))
                                   for pid in pids))  # fmt: skip
         results = await asyncio.gather(*(release(sessionmaker, t) for _ in range(5)))
         assert sum(expired for expired, _ in results) == 200, results
@@ -220,12 +223,14 @@ async def closing(client: Client, *pids: int) -> AsyncIterator[None]:
                 pass
 
 
-async def blocked_handoff(client: Client, sessionmaker: Maker, settings: Settings, pid: int) -> str:
+async def blocked_handoff(
+    client: Client, sessionmaker: Maker, agent_sessionmaker: Maker, settings: Settings, pid: int
+) -> str:
     """A real handoff of ``pid`` (identified -> hygiene) blocked on the researcher's live
     lease; returns its ledger id."""
     t = now()
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *prospect("identified", pid=pid),
         lease(pid, "researcher", "other-run", t + timedelta(hours=2)),
     )
@@ -313,17 +318,17 @@ async def test_contention_is_reported_while_the_blocked_handoff_keeps_retrying(
 
 
 async def test_duplicate_claim_is_closed_as_superseded_keeping_the_newest(
-    client: Client, sessionmaker, worker_settings: Settings
+    client: Client, sessionmaker, agent_sessionmaker, worker_settings: Settings
 ) -> None:
     pid, t = P + 4, now()
     older = claim(pid, "identified", t - timedelta(minutes=3), updated=t)
     newer = claim(pid, "needs_scoring", t - timedelta(minutes=2), updated=t)
     other = claim(pid + 1, "identified", t - timedelta(minutes=3), updated=t)  # one claim: fine
     await add(
-        sessionmaker, *prospect("needs_scoring", entered=newer.state_entered_at, pid=pid),
+        agent_sessionmaker, *prospect("needs_scoring", entered=newer.state_entered_at, pid=pid),
         *prospect("identified", entered=other.state_entered_at, pid=pid + 1),
     )  # fmt: skip
-    await add(sessionmaker, older, newer, other)
+    await add(agent_sessionmaker, older, newer, other)
     async with build_worker(client, sessionmaker, worker_settings):
         summary = await resolve(client, worker_settings)
         again = await resolve(client, worker_settings)
@@ -342,7 +347,11 @@ async def test_duplicate_claim_is_closed_as_superseded_keeping_the_newest(
 
 
 async def test_duplicate_claim_keeps_the_one_the_live_workflow_works_on(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     pid = P + 5
     settings = configured(worker_settings, blocked_retry_interval=timedelta(hours=1))
@@ -350,7 +359,7 @@ async def test_duplicate_claim_keeps_the_one_the_live_workflow_works_on(
         live_id = await blocked_handoff(client, sessionmaker, settings, pid)
         t = now()
         stray = claim(pid, "needs_scoring", t, status="pending", updated=t)  # newer, no workflow
-        await add(sessionmaker, stray)
+        await add(agent_sessionmaker, stray)
         summary = await resolve(client, settings)
         state = await live_state(client, pid)
 
@@ -366,7 +375,7 @@ async def test_duplicate_claim_keeps_the_one_the_live_workflow_works_on(
 
 
 async def test_two_running_agent_runs_for_one_handoff_are_reported_not_touched(
-    client: Client, sessionmaker, worker_settings: Settings
+    client: Client, sessionmaker, agent_sessionmaker, worker_settings: Settings
 ) -> None:
     t = now()
     rows = [run("researcher", "running", now=t) for _ in range(2)]
@@ -377,7 +386,7 @@ async def test_two_running_agent_runs_for_one_handoff_are_reported_not_touched(
                  run("hygiene", "running", now=t), run("hygiene", "running", now=t)]  # fmt: skip
     for r, h in zip(negatives, ["h-a", "h-b", "h-c", "h-c", None, None], strict=True):
         r.handoff_id = h
-    await add(sessionmaker, *rows, *negatives)
+    await add(agent_sessionmaker, *rows, *negatives)
     async with build_worker(client, sessionmaker, worker_settings):
         summary = await resolve(client, worker_settings)
 
@@ -393,18 +402,24 @@ async def test_two_running_agent_runs_for_one_handoff_are_reported_not_touched(
 
 
 async def test_orphaned_claim_is_run_again_and_completes(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     pid, t = P + 6, now()
     entered = t - timedelta(minutes=30)
     lost = claim(pid, "identified", entered, updated=t - timedelta(minutes=20))
     recent = claim(pid + 1, "identified", entered, updated=t - timedelta(minutes=1))
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *prospect("identified", entered=entered, pid=pid),
         *prospect("identified", entered=entered, pid=pid + 1),
     )
-    await add(sessionmaker, lost, recent, lease(pid, "hygiene", lost.id, t + timedelta(minutes=40)))
+    await add(
+        agent_sessionmaker, lost, recent, lease(pid, "hygiene", lost.id, t + timedelta(minutes=40))
+    )
     async with running(client, sessionmaker, worker_settings, agents), closing(client, pid + 1):
         summary = await resolve(client, worker_settings)
         handle = client.get_workflow_handle(handoff_workflow_id(pid))
@@ -426,12 +441,12 @@ async def test_orphaned_claim_is_run_again_and_completes(
 
 
 async def test_concurrent_resolve_cycles_release_each_stale_lease_exactly_once(
-    client: Client, db_url: str, sessionmaker, worker_settings: Settings
+    client: Client, db_url: str, sessionmaker, agent_sessionmaker, worker_settings: Settings
 ) -> None:
     if db_url.startswith("sqlite"):
         pytest.skip("concurrent writers need PostgreSQL: SQLite serialises every write")
     t = now()
-    await add(sessionmaker, *(lease(pid, "outreach", f"o-{pid}", t - timedelta(seconds=1))
+    await add(agent_sessionmaker, *(lease(pid, "outreach", f"o-{pid}", t - timedelta(seconds=1))
                               for pid in range(1, 201)))  # fmt: skip
     async with build_worker(client, sessionmaker, worker_settings):
         summaries = await asyncio.gather(*(resolve(client, worker_settings) for _ in range(5)))

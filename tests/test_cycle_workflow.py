@@ -56,15 +56,15 @@ async def count(sessionmaker, model, *where) -> int:  # type: ignore[no-untyped-
 
 
 async def test_monitor_cycle_raises_deduplicates_and_resolves_alerts(
-    client: Client, sessionmaker, worker_settings: Settings
+    client: Client, sessionmaker, agent_sessionmaker, worker_settings: Settings
 ) -> None:
-    await seed_mixed_health(sessionmaker)
+    await seed_mixed_health(agent_sessionmaker)
     async with build_worker(client, sessionmaker, worker_settings):
         first = await run_cycle(client, worker_settings)
         second = await run_cycle(client, worker_settings)
         # researcher recovers: many good runs make its error rate low again
         t = now()
-        await add(sessionmaker, *[run("researcher", ago=timedelta(minutes=5 + i), records=5,
+        await add(agent_sessionmaker, *[run("researcher", ago=timedelta(minutes=5 + i), records=5,
                                       now=t) for i in range(60)])  # fmt: skip
         third = await run_cycle(client, worker_settings)
 
@@ -92,9 +92,9 @@ async def test_monitor_cycle_raises_deduplicates_and_resolves_alerts(
 
 
 async def test_monitor_cycle_history_is_recorded_for_replay(
-    client: Client, sessionmaker, worker_settings: Settings
+    client: Client, sessionmaker, agent_sessionmaker, worker_settings: Settings
 ) -> None:
-    await seed_mixed_health(sessionmaker)
+    await seed_mixed_health(agent_sessionmaker)
     workflow_id = f"test-cycle-{uuid.uuid4().hex[:10]}"
     async with build_worker(client, sessionmaker, worker_settings):
         handle = await client.start_workflow(
@@ -139,9 +139,11 @@ async def test_unknown_mode_fails_and_names_the_known_ones(
     assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
 
 
-async def test_recording_findings_twice_for_one_cycle_changes_nothing(sessionmaker) -> None:
+async def test_recording_findings_twice_for_one_cycle_changes_nothing(
+    sessionmaker, agent_sessionmaker
+) -> None:
     """An activity retried after its commit must not double-count."""
-    await seed_mixed_health(sessionmaker)
+    await seed_mixed_health(agent_sessionmaker)
     as_of = now()
     async with sessionmaker() as session:
         agents = await compute_agent_health(session, Settings().agents, Settings().health, as_of)

@@ -25,12 +25,12 @@ def frames(text: str) -> list[dict]:
 
 
 async def test_events_arrive_in_order_and_resume_after_the_last_seen(
-    settings: Settings, engine: AsyncEngine, sessionmaker
+    settings: Settings, engine: AsyncEngine, agent_sessionmaker
 ) -> None:
     now = datetime.now(UTC)
     kinds = ["agent_unhealthy", "handoff_completed", "report_generated", "circuit_opened"]
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *[
             Event(
                 dedup_key=f"k{i}", kind=kind, agent_name="hygiene", payload={"n": i}, created_at=now

@@ -106,9 +106,13 @@ class DescribeTogether(Interceptor):
 
 
 async def test_ledger_lists_a_chain_newest_first_filtered_and_paged(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
-    await add(sessionmaker, *prospect("identified", pid=401))
+    await add(agent_sessionmaker, *prospect("identified", pid=401))
     async with running(client, sessionmaker, worker_settings, agents):
         await sweep(client, worker_settings)
         await wait_closed(client, 401)
@@ -136,7 +140,7 @@ async def test_ledger_lists_a_chain_newest_first_filtered_and_paged(
             state_entered_at=now, to_agent="researcher", status="failed", attempt=1,
             created_at=now, updated_at=now, finished_at=now,
         )  # fmt: skip
-        await add(sessionmaker, decoy)
+        await add(agent_sessionmaker, decoy)
         assert [i["id"] for i in (await listed(api))["items"]] == [decoy.id, *chain]
         assert [i["id"] for i in (await listed(api, status="completed"))["items"]] == chain
         assert [i["id"] for i in (await listed(api, agent="researcher"))["items"]] == [
@@ -168,9 +172,9 @@ async def test_ledger_refuses_bad_filters_and_cursors(
 
 
 async def test_prospect_never_handed_off_is_404_and_id_zero_is_422(
-    client: Client, sessionmaker, worker_settings: Settings
+    client: Client, agent_sessionmaker, worker_settings: Settings
 ) -> None:
-    await add(sessionmaker, *prospect("in_sequence", pid=410))
+    await add(agent_sessionmaker, *prospect("in_sequence", pid=410))
     async with api_client(worker_settings, client) as api:
         missing = await api.get(prospect_url(410))
         assert missing.status_code == 404
@@ -180,10 +184,14 @@ async def test_prospect_never_handed_off_is_404_and_id_zero_is_422(
 
 
 async def test_stalled_handoff_shows_its_live_state_and_history(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     settings = with_handoffs(worker_settings, stall_after=timedelta(seconds=1))
-    await add(sessionmaker, *prospect("identified", pid=411))
+    await add(agent_sessionmaker, *prospect("identified", pid=411))
     async with (
         running(client, sessionmaker, settings, agents),
         api_client(settings, client) as api,
@@ -216,11 +224,15 @@ async def test_stalled_handoff_shows_its_live_state_and_history(
 
 
 async def test_retry_signals_a_blocked_handoff_until_the_lease_is_free(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     settings = with_handoffs(worker_settings, blocked_retry_interval=timedelta(hours=1))
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *prospect("identified", pid=420),
         held_lease(420, "researcher"),
     )  # fmt: skip
@@ -274,12 +286,16 @@ async def test_retry_signals_a_blocked_handoff_until_the_lease_is_free(
 
 
 async def test_retry_restarts_a_failed_handoff_which_then_completes(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     settings = with_handoffs(worker_settings, agent_max_attempts=1)
     hygiene = agents["hygiene"]
     hygiene.fail_first = 1
-    await add(sessionmaker, *prospect("identified", pid=430))
+    await add(agent_sessionmaker, *prospect("identified", pid=430))
     async with (
         running(client, sessionmaker, settings, agents),
         api_client(settings, client) as api,
@@ -309,11 +325,15 @@ async def test_retry_restarts_a_failed_handoff_which_then_completes(
 
 
 async def test_a_blocked_handoff_cancelled_then_retried_runs_again(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     settings = with_handoffs(worker_settings, blocked_retry_interval=timedelta(hours=1))
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *prospect("identified", pid=431),
         held_lease(431, "outreach"),
     )  # fmt: skip
@@ -348,11 +368,15 @@ async def test_a_blocked_handoff_cancelled_then_retried_runs_again(
 
 
 async def test_concurrent_retries_of_a_failed_handoff_restart_it_once(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     settings = with_handoffs(worker_settings, agent_max_attempts=1)
     agents["hygiene"].fail_first = 1
-    await add(sessionmaker, *prospect("identified", pid=432))
+    await add(agent_sessionmaker, *prospect("identified", pid=432))
     together = DescribeTogether(parties=3)
     racing = Client(**{**client.config(), "interceptors": [together]})
     async with (
@@ -372,11 +396,15 @@ async def test_concurrent_retries_of_a_failed_handoff_restart_it_once(
 
 
 async def test_retry_revives_a_handoff_whose_workflow_was_terminated(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     settings = with_handoffs(worker_settings, blocked_retry_interval=timedelta(hours=1))
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *prospect("identified", pid=433),
         held_lease(433, "outreach"),
     )  # fmt: skip
@@ -403,9 +431,13 @@ async def test_retry_revives_a_handoff_whose_workflow_was_terminated(
 
 
 async def test_cancel_ends_a_running_handoff_and_releases_its_lease(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
-    await add(sessionmaker, *prospect("identified", pid=440))
+    await add(agent_sessionmaker, *prospect("identified", pid=440))
     async with (
         running(client, sessionmaker, worker_settings, agents),
         api_client(worker_settings, client) as api,
@@ -445,9 +477,13 @@ async def test_cancel_ends_a_running_handoff_and_releases_its_lease(
 
 
 async def test_complete_refuses_unknown_invalid_and_finished_handoffs(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
-    await add(sessionmaker, *prospect("identified", pid=450))
+    await add(agent_sessionmaker, *prospect("identified", pid=450))
     async with (
         running(client, sessionmaker, worker_settings, agents),
         api_client(worker_settings, client) as api,
@@ -470,9 +506,13 @@ async def test_complete_refuses_unknown_invalid_and_finished_handoffs(
 
 
 async def test_complete_refuses_a_temporal_handoff_that_waits_for_no_callback(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
-    await add(sessionmaker, *prospect("identified", pid=451))
+    await add(agent_sessionmaker, *prospect("identified", pid=451))
     async with (
         running(client, sessionmaker, worker_settings, agents),
         api_client(worker_settings, client) as api,
@@ -493,7 +533,11 @@ async def test_complete_refuses_a_temporal_handoff_that_waits_for_no_callback(
 
 
 async def test_manual_handoff_sweep_starts_every_qualifying_prospect(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     qualifying = {
         460: prospect("identified", pid=460),
@@ -509,7 +553,7 @@ async def test_manual_handoff_sweep_starts_every_qualifying_prospect(
         prospect("in_sequence", pid=468),
     ]
     for rows in [*qualifying.values(), *others]:
-        await add(sessionmaker, *rows)
+        await add(agent_sessionmaker, *rows)
     async with (
         running(client, sessionmaker, worker_settings, agents),
         api_client(worker_settings, client) as api,

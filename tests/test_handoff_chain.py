@@ -16,9 +16,13 @@ from tests.handoff_support import ledger, locks, record_history, running, sweep,
 
 
 async def test_identified_prospect_reaches_outreach_through_three_agents_in_one_chain(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
-    await add(sessionmaker, *prospect("identified", pid=1))
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
     async with running(client, sessionmaker, worker_settings, agents):
         summary = await sweep(client, worker_settings, record_as="cycle_handoffs")
         await wait_closed(client, 1)
@@ -44,10 +48,14 @@ async def test_identified_prospect_reaches_outreach_through_three_agents_in_one_
 
 
 async def test_overlapping_sweeps_trigger_each_agent_once(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     for pid in range(1, 21):
-        await add(sessionmaker, *prospect("identified", pid=pid))
+        await add(agent_sessionmaker, *prospect("identified", pid=pid))
     async with running(client, sessionmaker, worker_settings, agents):
         summaries = await asyncio.gather(*(sweep(client, worker_settings) for _ in range(3)))
         for pid in range(1, 21):

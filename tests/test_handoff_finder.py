@@ -154,10 +154,10 @@ def foreign_lock(pid: int, agent: str, expires_at: datetime) -> RecordLock:
     ids=lambda v: str(v),
 )  # fmt: skip
 async def test_prospect_in_trigger_state_is_handed_to_the_next_agent(
-    sessionmaker, status, tier, agent
+    sessionmaker, agent_sessionmaker, status, tier, agent
 ) -> None:
     entered = ago(7)
-    await add(sessionmaker, *prospect(status, tier=tier, entered=entered, pid=7))
+    await add(agent_sessionmaker, *prospect(status, tier=tier, entered=entered, pid=7))
     expected = PendingHandoff(
         prospect_id=7, from_state=status, state_entered_at=entered, to_agent=agent
     )
@@ -165,9 +165,11 @@ async def test_prospect_in_trigger_state_is_handed_to_the_next_agent(
     assert await for_prospect(sessionmaker, 7) == expected
 
 
-async def test_research_complete_needs_only_one_contact_with_an_email(sessionmaker) -> None:
+async def test_research_complete_needs_only_one_contact_with_an_email(
+    sessionmaker, agent_sessionmaker
+) -> None:
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *prospect("research_complete", tier="A1", email=None, pid=1),
         Contact(prospect_id=1, name="No mail", email=None),
         Contact(prospect_id=1, name="Bad mail", email="not-an-email"),
@@ -193,11 +195,11 @@ async def test_research_complete_needs_only_one_contact_with_an_email(sessionmak
          "nurture", "disqualified", "unknown-state"],
 )  # fmt: skip
 async def test_prospect_not_matching_any_trigger_is_not_pending(
-    sessionmaker, status, tier, emails
+    sessionmaker, agent_sessionmaker, status, tier, emails
 ) -> None:
     contacts = [Contact(prospect_id=1, name="Ada", email=e) for e in emails]
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *prospect(status, tier=tier, email=None, pid=1),
         *contacts,
         *prospect("identified", pid=2),  # a control that is pending
@@ -212,13 +214,17 @@ async def test_prospect_not_matching_any_trigger_is_not_pending(
      ("research_complete", "A1"), ("ready_for_outreach", None)],
     ids=lambda v: str(v),
 )  # fmt: skip
-async def test_deleted_prospect_is_never_pending(sessionmaker, status, tier) -> None:
-    await add(sessionmaker, *prospect(status, tier=tier, deleted=True, pid=1))
+async def test_deleted_prospect_is_never_pending(
+    sessionmaker, agent_sessionmaker, status, tier
+) -> None:
+    await add(agent_sessionmaker, *prospect(status, tier=tier, deleted=True, pid=1))
     assert await find(sessionmaker) == []
     assert await for_prospect(sessionmaker, 1) is None
 
 
-async def test_pending_for_prospect_agrees_with_the_finder(sessionmaker) -> None:
+async def test_pending_for_prospect_agrees_with_the_finder(
+    sessionmaker, agent_sessionmaker
+) -> None:
     rows = [
         prospect("identified", pid=1), prospect("scored", tier="A2", pid=2),
         prospect("scored", tier="C", pid=3), prospect("research_complete", tier="B", pid=4),
@@ -226,7 +232,7 @@ async def test_pending_for_prospect_agrees_with_the_finder(sessionmaker) -> None
         prospect("needs_research", deleted=True, pid=6), prospect("in_sequence", pid=7),
         prospect("ready_for_outreach", pid=8),
     ]  # fmt: skip
-    await add(sessionmaker, *flat(*rows))
+    await add(agent_sessionmaker, *flat(*rows))
     found = {p.prospect_id: p for p in await find(sessionmaker)}
     assert sorted(found) == [1, 2, 4, 8]
     for pid in range(1, 10):  # 9 does not exist
@@ -236,7 +242,9 @@ async def test_pending_for_prospect_agrees_with_the_finder(sessionmaker) -> None
 # --- keyset paging -------------------------------------------------------------------------
 
 
-async def test_keyset_pages_cover_every_pending_prospect_once_in_id_order(sessionmaker) -> None:
+async def test_keyset_pages_cover_every_pending_prospect_once_in_id_order(
+    sessionmaker, agent_sessionmaker
+) -> None:
     qualifying = [
         prospect("identified", pid=1 + 3 * k) if k % 3 == 0
         else prospect("scored", tier="A1", pid=1 + 3 * k) if k % 3 == 1
@@ -249,7 +257,7 @@ async def test_keyset_pages_cover_every_pending_prospect_once_in_id_order(sessio
         else prospect("identified", deleted=True, pid=2 + 3 * k)
         for k in range(25)
     ] + [prospect("research_complete", tier="A1", email=None, pid=3 + 3 * k) for k in range(25)]
-    await add(sessionmaker, *flat(*qualifying, *noise))
+    await add(agent_sessionmaker, *flat(*qualifying, *noise))
     expected = [1 + 3 * k for k in range(25)]
 
     pages: list[list[int]] = []
@@ -268,15 +276,17 @@ async def test_keyset_pages_cover_every_pending_prospect_once_in_id_order(sessio
 # --- the ledger: one handoff per entry into a state ----------------------------------------
 
 
-async def test_claimed_state_entry_is_not_pending_until_the_prospect_moves(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("identified", pid=1), *prospect("identified", pid=2))
+async def test_claimed_state_entry_is_not_pending_until_the_prospect_moves(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("identified", pid=1), *prospect("identified", pid=2))
     pending = await the_pending(sessionmaker, 1)
     assert (await begin(sessionmaker, pending)).outcome == "leased"
 
     assert [p.prospect_id for p in await find(sessionmaker)] == [2]
     assert await for_prospect(sessionmaker, 1) is None
 
-    entered = await move(sessionmaker, 1, "scored", tier="A1")
+    entered = await move(agent_sessionmaker, 1, "scored", tier="A1")
     expected = PendingHandoff(
         prospect_id=1, from_state="scored", state_entered_at=entered, to_agent="researcher"
     )
@@ -284,14 +294,16 @@ async def test_claimed_state_entry_is_not_pending_until_the_prospect_moves(sessi
     assert await for_prospect(sessionmaker, 1) == expected
 
 
-async def test_re_entering_the_same_state_is_a_new_handoff(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("needs_scoring", entered=ago(60), pid=1))
+async def test_re_entering_the_same_state_is_a_new_handoff(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("needs_scoring", entered=ago(60), pid=1))
     first = await the_pending(sessionmaker, 1)
     await begin(sessionmaker, first)
     await finish(sessionmaker, finish_input(first, HandoffStatus.COMPLETED))
     assert await find(sessionmaker) == []
 
-    entered = await move(sessionmaker, 1, "needs_scoring")
+    entered = await move(agent_sessionmaker, 1, "needs_scoring")
     again = await the_pending(sessionmaker, 1)
     assert again.state_entered_at == entered
     assert again.id != first.id
@@ -300,47 +312,59 @@ async def test_re_entering_the_same_state_is_a_new_handoff(sessionmaker) -> None
 # --- why_not_pending -----------------------------------------------------------------------
 
 
-async def test_why_not_pending_is_none_while_the_prospect_still_waits(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("scored", tier="A1", pid=1))
+async def test_why_not_pending_is_none_while_the_prospect_still_waits(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("scored", tier="A1", pid=1))
     assert await why_not(sessionmaker, await the_pending(sessionmaker, 1)) is None
 
 
-async def test_why_not_pending_says_the_prospect_moved(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("scored", tier="A1", pid=1))
+async def test_why_not_pending_says_the_prospect_moved(sessionmaker, agent_sessionmaker) -> None:
+    await add(agent_sessionmaker, *prospect("scored", tier="A1", pid=1))
     pending = await the_pending(sessionmaker, 1)
-    await move(sessionmaker, 1, "needs_research", tier="A1")
+    await move(agent_sessionmaker, 1, "needs_research", tier="A1")
     reason = await why_not(sessionmaker, pending)
     assert reason is not None and "moved" in reason
 
 
-async def test_why_not_pending_sees_a_status_change_without_a_new_timestamp(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("scored", tier="A1", pid=1))
+async def test_why_not_pending_sees_a_status_change_without_a_new_timestamp(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("scored", tier="A1", pid=1))
     pending = await the_pending(sessionmaker, 1)
-    await set_prospect(sessionmaker, 1, status="needs_research")  # status_changed_at untouched
+    await set_prospect(
+        agent_sessionmaker, 1, status="needs_research"
+    )  # status_changed_at untouched
     reason = await why_not(sessionmaker, pending)
     assert reason is not None and "moved" in reason
 
 
-async def test_why_not_pending_says_the_prospect_re_entered_its_state(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("scored", tier="A1", entered=ago(60), pid=1))
+async def test_why_not_pending_says_the_prospect_re_entered_its_state(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("scored", tier="A1", entered=ago(60), pid=1))
     pending = await the_pending(sessionmaker, 1)
-    await move(sessionmaker, 1, "scored", tier="A1")
+    await move(agent_sessionmaker, 1, "scored", tier="A1")
     reason = await why_not(sessionmaker, pending)
     assert reason is not None and "moved" in reason
 
 
-async def test_why_not_pending_says_the_prospect_was_deleted(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("scored", tier="A1", pid=1))
+async def test_why_not_pending_says_the_prospect_was_deleted(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("scored", tier="A1", pid=1))
     pending = await the_pending(sessionmaker, 1)
-    await set_prospect(sessionmaker, 1, deleted_at=datetime.now(UTC))
+    await set_prospect(agent_sessionmaker, 1, deleted_at=datetime.now(UTC))
     reason = await why_not(sessionmaker, pending)
     assert reason is not None and "deleted" in reason
 
 
-async def test_why_not_pending_says_the_condition_no_longer_holds(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("scored", tier="A1", pid=1))
+async def test_why_not_pending_says_the_condition_no_longer_holds(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("scored", tier="A1", pid=1))
     pending = await the_pending(sessionmaker, 1)
-    await set_prospect(sessionmaker, 1, tier="C")
+    await set_prospect(agent_sessionmaker, 1, tier="C")
     reason = await why_not(sessionmaker, pending)
     assert reason is not None and "condition" in reason
 
@@ -348,8 +372,10 @@ async def test_why_not_pending_says_the_condition_no_longer_holds(sessionmaker) 
 # --- begin_handoff -------------------------------------------------------------------------
 
 
-async def test_first_begin_leases_the_record_for_the_target_agent(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("scored", tier="A1", pid=1))
+async def test_first_begin_leases_the_record_for_the_target_agent(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("scored", tier="A1", pid=1))
     pending = await the_pending(sessionmaker, 1)
     before = datetime.now(UTC)
     result = await begin(sessionmaker, pending)
@@ -366,8 +392,10 @@ async def test_first_begin_leases_the_record_for_the_target_agent(sessionmaker) 
     assert row.finished_at is None
 
 
-async def test_begin_retried_by_the_same_run_is_leased_again(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("identified", pid=1))
+async def test_begin_retried_by_the_same_run_is_leased_again(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
     pending = await the_pending(sessionmaker, 1)
     await begin(sessionmaker, pending, "run-1")
     again = await begin(sessionmaker, pending, "run-1")
@@ -377,8 +405,10 @@ async def test_begin_retried_by_the_same_run_is_leased_again(sessionmaker) -> No
     assert [lk.run_id for lk in await locks(sessionmaker, 1)] == [pending.id]
 
 
-async def test_new_run_takes_over_an_open_handoff_with_the_next_attempt(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("identified", pid=1))
+async def test_new_run_takes_over_an_open_handoff_with_the_next_attempt(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
     pending = await the_pending(sessionmaker, 1)
     await begin(sessionmaker, pending, "run-1")
     taken = await begin(sessionmaker, pending, "run-2")
@@ -390,8 +420,10 @@ async def test_new_run_takes_over_an_open_handoff_with_the_next_attempt(sessionm
     ]
 
 
-async def test_late_finish_of_an_abandoned_run_changes_nothing(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("identified", pid=1))
+async def test_late_finish_of_an_abandoned_run_changes_nothing(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
     pending = await the_pending(sessionmaker, 1)
     await begin(sessionmaker, pending, "run-1")
     await begin(sessionmaker, pending, "run-2")
@@ -401,8 +433,8 @@ async def test_late_finish_of_an_abandoned_run_changes_nothing(sessionmaker) -> 
     assert [lk.run_id for lk in await locks(sessionmaker, 1)] == [pending.id]
 
 
-async def test_completed_handoff_never_triggers_twice(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("identified", pid=1))
+async def test_completed_handoff_never_triggers_twice(sessionmaker, agent_sessionmaker) -> None:
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
     pending = await the_pending(sessionmaker, 1)
     await begin(sessionmaker, pending, "run-1")
     await finish(sessionmaker, finish_input(pending, HandoffStatus.COMPLETED))
@@ -414,8 +446,10 @@ async def test_completed_handoff_never_triggers_twice(sessionmaker) -> None:
     assert await locks(sessionmaker, 1) == []
 
 
-async def test_failed_handoff_is_begun_again_only_when_retried(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("identified", pid=1))
+async def test_failed_handoff_is_begun_again_only_when_retried(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
     pending = await the_pending(sessionmaker, 1)
     await begin(sessionmaker, pending, "run-1")
     await finish(sessionmaker, finish_input(pending, HandoffStatus.FAILED))
@@ -432,9 +466,13 @@ async def test_failed_handoff_is_begun_again_only_when_retried(sessionmaker) -> 
     assert [lk.run_id for lk in await locks(sessionmaker, 1)] == [pending.id]
 
 
-async def test_lease_held_by_another_agent_blocks_the_handoff(sessionmaker) -> None:
+async def test_lease_held_by_another_agent_blocks_the_handoff(
+    sessionmaker, agent_sessionmaker
+) -> None:
     expires = datetime.now(UTC) + timedelta(minutes=10)
-    await add(sessionmaker, *prospect("identified", pid=1), foreign_lock(1, "researcher", expires))
+    await add(
+        agent_sessionmaker, *prospect("identified", pid=1), foreign_lock(1, "researcher", expires)
+    )
     pending = await the_pending(sessionmaker, 1)
     result = await begin(sessionmaker, pending)
     assert (result.outcome, result.holder) == ("blocked", "researcher")
@@ -444,9 +482,13 @@ async def test_lease_held_by_another_agent_blocks_the_handoff(sessionmaker) -> N
     assert (lock.agent_name, lock.run_id, lock.expires_at) == ("researcher", "other", expires)
 
 
-async def test_expired_lease_of_another_agent_is_taken_over(sessionmaker) -> None:
+async def test_expired_lease_of_another_agent_is_taken_over(
+    sessionmaker, agent_sessionmaker
+) -> None:
     expired = datetime.now(UTC) - timedelta(minutes=1)
-    await add(sessionmaker, *prospect("identified", pid=1), foreign_lock(1, "researcher", expired))
+    await add(
+        agent_sessionmaker, *prospect("identified", pid=1), foreign_lock(1, "researcher", expired)
+    )
     pending = await the_pending(sessionmaker, 1)
     result = await begin(sessionmaker, pending)
     assert (result.outcome, result.attempt) == ("leased", 1)
@@ -457,10 +499,12 @@ async def test_expired_lease_of_another_agent_is_taken_over(sessionmaker) -> Non
     assert row.status == "running"
 
 
-async def test_prospect_that_moved_before_begin_is_superseded(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("scored", tier="A1", pid=1))
+async def test_prospect_that_moved_before_begin_is_superseded(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("scored", tier="A1", pid=1))
     pending = await the_pending(sessionmaker, 1)
-    await move(sessionmaker, 1, "disqualified")
+    await move(agent_sessionmaker, 1, "disqualified")
     result = await begin(sessionmaker, pending)
     assert result.outcome == "superseded"
     assert result.reason is not None and "moved" in result.reason
@@ -470,13 +514,17 @@ async def test_prospect_that_moved_before_begin_is_superseded(sessionmaker) -> N
     assert await locks(sessionmaker, 1) == []
 
 
-async def test_blocked_handoff_whose_prospect_moved_is_closed_as_superseded(sessionmaker) -> None:
+async def test_blocked_handoff_whose_prospect_moved_is_closed_as_superseded(
+    sessionmaker, agent_sessionmaker
+) -> None:
     expires = datetime.now(UTC) + timedelta(minutes=10)
-    await add(sessionmaker, *prospect("identified", pid=1), foreign_lock(1, "researcher", expires))
+    await add(
+        agent_sessionmaker, *prospect("identified", pid=1), foreign_lock(1, "researcher", expires)
+    )
     pending = await the_pending(sessionmaker, 1)
     assert (await begin(sessionmaker, pending, "run-1")).outcome == "blocked"
     # the lease holder moves the prospect; the blocked workflow run tries again on its timer
-    await move(sessionmaker, 1, "disqualified")
+    await move(agent_sessionmaker, 1, "disqualified")
     assert (await begin(sessionmaker, pending, "run-1")).outcome == "superseded"
     [row] = await ledger(sessionmaker, 1)
     assert row.status == "superseded"
@@ -486,16 +534,18 @@ async def test_blocked_handoff_whose_prospect_moved_is_closed_as_superseded(sess
 # --- finish_handoff ------------------------------------------------------------------------
 
 
-async def test_finish_releases_its_own_lease(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("identified", pid=1))
+async def test_finish_releases_its_own_lease(sessionmaker, agent_sessionmaker) -> None:
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
     pending = await the_pending(sessionmaker, 1)
     await begin(sessionmaker, pending)
     await finish(sessionmaker, finish_input(pending, HandoffStatus.COMPLETED))
     assert await locks(sessionmaker, 1) == []
 
 
-async def test_finish_leaves_a_lease_held_by_another_run_alone(sessionmaker) -> None:
-    await add(sessionmaker, *prospect("identified", pid=1))
+async def test_finish_leaves_a_lease_held_by_another_run_alone(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
     pending = await the_pending(sessionmaker, 1)
     await begin(sessionmaker, pending)
     async with sessionmaker() as session:  # our lease lapsed and another agent took it
@@ -516,8 +566,10 @@ async def test_finish_leaves_a_lease_held_by_another_run_alone(sessionmaker) -> 
     [(HandoffStatus.COMPLETED, "handoff_executed"), (HandoffStatus.FAILED, "handoff_failed")],
     ids=["completed", "failed"],
 )
-async def test_finish_audits_once_even_when_repeated(sessionmaker, status, action) -> None:
-    await add(sessionmaker, *prospect("identified", pid=1))
+async def test_finish_audits_once_even_when_repeated(
+    sessionmaker, agent_sessionmaker, status, action
+) -> None:
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
     pending = await the_pending(sessionmaker, 1)
     await begin(sessionmaker, pending)
     done = finish_input(pending, status)
@@ -538,11 +590,12 @@ async def test_finish_audits_once_even_when_repeated(sessionmaker, status, actio
 
 async def test_finish_returns_the_next_handoff_when_the_prospect_moved_into_a_trigger(
     sessionmaker,
+    agent_sessionmaker,
 ) -> None:
-    await add(sessionmaker, *prospect("identified", pid=1))
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
     pending = await the_pending(sessionmaker, 1)
     await begin(sessionmaker, pending)
-    entered = await move(sessionmaker, 1, "scored", tier="A1")
+    entered = await move(agent_sessionmaker, 1, "scored", tier="A1")
     result = await finish(sessionmaker, finish_input(pending, HandoffStatus.COMPLETED))
     assert result.next == PendingHandoff(
         prospect_id=1, from_state="scored", state_entered_at=entered, to_agent="researcher"
@@ -559,13 +612,13 @@ async def test_finish_returns_the_next_handoff_when_the_prospect_moved_into_a_tr
     ids=["did-not-move", "scored-C", "disqualified", "failed", "chain-limit"],
 )  # fmt: skip
 async def test_finish_returns_no_next_handoff_otherwise(
-    sessionmaker, moved_to, tier, status, find_next
+    sessionmaker, agent_sessionmaker, moved_to, tier, status, find_next
 ) -> None:
-    await add(sessionmaker, *prospect("identified", pid=1))
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
     pending = await the_pending(sessionmaker, 1)
     await begin(sessionmaker, pending)
     if moved_to is not None:
-        await move(sessionmaker, 1, moved_to, tier=tier)
+        await move(agent_sessionmaker, 1, moved_to, tier=tier)
     result = await finish(sessionmaker, finish_input(pending, status, find_next=find_next))
     assert result.next is None
 
@@ -574,7 +627,7 @@ async def test_finish_returns_no_next_handoff_otherwise(
 
 
 async def test_finder_issues_one_statement_whatever_the_number_of_prospects(
-    engine: AsyncEngine, sessionmaker
+    engine: AsyncEngine, sessionmaker, agent_sessionmaker
 ) -> None:
     statements: list[str] = []
 
@@ -587,7 +640,7 @@ async def test_finder_issues_one_statement_whatever_the_number_of_prospects(
             else prospect("scored", tier="A1", pid=pid)
             for pid in range(first_pid, first_pid + n)
         ]  # fmt: skip
-        await add(sessionmaker, *flat(*rows))
+        await add(agent_sessionmaker, *flat(*rows))
         statements.clear()
         event.listen(engine.sync_engine, "before_cursor_execute", record)
         try:

@@ -100,9 +100,9 @@ async def stack(
 
 
 async def test_http_agent_answering_at_once_is_signed_and_chained(
-    client: Client, sessionmaker, stack: Stack
+    client: Client, sessionmaker, agent_sessionmaker, stack: Stack
 ) -> None:
-    await add(sessionmaker, *prospect("scored", tier="A1", pid=21))
+    await add(agent_sessionmaker, *prospect("scored", tier="A1", pid=21))
     await sweep(client, stack.settings)
     await wait_closed(client, 21)
     [(task, signed, idempotency_key)] = stack.researcher.received
@@ -116,10 +116,10 @@ async def test_http_agent_answering_at_once_is_signed_and_chained(
 
 
 async def test_http_agent_accepting_with_202_completes_through_the_signed_callback(
-    client: Client, sessionmaker, stack: Stack
+    client: Client, sessionmaker, agent_sessionmaker, stack: Stack
 ) -> None:
     stack.researcher.mode = "async"
-    await add(sessionmaker, *prospect("needs_research", tier="B", pid=22))
+    await add(agent_sessionmaker, *prospect("needs_research", tier="B", pid=22))
     await sweep(client, stack.settings)
     await wait_closed(client, 22)
     await record_history(client, "handoff-22", "handoff_http_callback", stack.settings)
@@ -131,10 +131,10 @@ async def test_http_agent_accepting_with_202_completes_through_the_signed_callba
 
 
 async def test_http_agent_refusing_the_task_fails_the_handoff_without_retries(
-    client: Client, sessionmaker, stack: Stack
+    client: Client, sessionmaker, agent_sessionmaker, stack: Stack
 ) -> None:
     stack.researcher.mode = "refuse"
-    await add(sessionmaker, *prospect("needs_research", pid=23))
+    await add(agent_sessionmaker, *prospect("needs_research", pid=23))
     await sweep(client, stack.settings)
     await wait_closed(client, 23)
     assert len(stack.researcher.received) == 1

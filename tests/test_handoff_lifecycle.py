@@ -30,10 +30,14 @@ from worker import build_worker
 
 
 async def test_agent_that_fails_twice_then_succeeds_does_the_work_once(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     agents["hygiene"].fail_first = 2
-    await add(sessionmaker, *prospect("identified", pid=7))
+    await add(agent_sessionmaker, *prospect("identified", pid=7))
     async with running(client, sessionmaker, worker_settings, agents):
         await sweep(client, worker_settings)
         await wait_closed(client, 7)
@@ -45,10 +49,14 @@ async def test_agent_that_fails_twice_then_succeeds_does_the_work_once(
 
 
 async def test_worker_restarted_mid_handoff_triggers_no_agent_twice(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     gate = agents["researcher"].gate = asyncio.Event()
-    await add(sessionmaker, *prospect("identified", pid=8))
+    await add(agent_sessionmaker, *prospect("identified", pid=8))
     agent_workers = [a.worker(client) for a in agents.values()]
     for w in agent_workers:
         await w.__aenter__()
@@ -71,11 +79,15 @@ async def test_worker_restarted_mid_handoff_triggers_no_agent_twice(
 
 
 async def test_blocked_handoff_is_visible_and_a_retry_signal_unblocks_it(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     settings = with_handoffs(worker_settings, blocked_retry_interval=timedelta(hours=1))
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *prospect("identified", pid=9),
         held_lease(9, "researcher", run_id="other-run", held_for=timedelta(hours=2)),
     )  # fmt: skip
@@ -98,11 +110,15 @@ async def test_blocked_handoff_is_visible_and_a_retry_signal_unblocks_it(
 
 
 async def test_stalled_handoff_is_visible_then_cancelled_releasing_its_lease(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     settings = with_handoffs(worker_settings, stall_after=timedelta(seconds=1))
     gate = agents["hygiene"].gate = asyncio.Event()
-    await add(sessionmaker, *prospect("identified", pid=10))
+    await add(agent_sessionmaker, *prospect("identified", pid=10))
     async with running(client, sessionmaker, settings, agents):
         await sweep(client, settings)
         await wait_until(lambda: listed_by_status(client, "stalled", 10))
@@ -124,11 +140,15 @@ async def test_stalled_handoff_is_visible_then_cancelled_releasing_its_lease(
 
 
 async def test_failed_handoff_releases_the_lease_and_can_be_run_again(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     settings = with_handoffs(worker_settings, agent_max_attempts=2)
     agents["hygiene"].fail_first = 2
-    await add(sessionmaker, *prospect("identified", pid=11))
+    await add(agent_sessionmaker, *prospect("identified", pid=11))
     async with running(client, sessionmaker, settings, agents):
         await sweep(client, settings)
         await wait_closed(client, 11)
@@ -143,13 +163,17 @@ async def test_failed_handoff_releases_the_lease_and_can_be_run_again(
 
 
 async def test_deferred_when_the_agent_is_paused(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     from db.models import AgentControl
 
     now = datetime.now(UTC)
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *prospect("identified", pid=12),
         AgentControl(agent_name="hygiene", paused=True, paused_reason="maintenance",
                      circuit_state="closed", updated_at=now),
@@ -162,11 +186,15 @@ async def test_deferred_when_the_agent_is_paused(
 
 
 async def test_sweep_larger_than_a_page_and_a_history_starts_everyone_once(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     settings = with_handoffs(worker_settings, page_size=5, max_children_per_run=7, start_batch=3)
     for pid in range(100, 123):
-        await add(sessionmaker, *prospect("needs_scoring", pid=pid))
+        await add(agent_sessionmaker, *prospect("needs_scoring", pid=pid))
     async with running(client, sessionmaker, settings, agents):
         summary = await sweep(client, settings)
         for pid in range(100, 123):

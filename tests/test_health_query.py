@@ -45,8 +45,10 @@ async def test_empty_database_reports_every_agent_unknown(sessionmaker) -> None:
      (7, 3, HealthStatus.DEGRADED), (6, 4, HealthStatus.FAILING)],
     ids=["5pct-healthy", "10pct-degraded", "30pct-degraded", "40pct-failing"],
 )  # fmt: skip
-async def test_error_rate_boundaries(sessionmaker, completed, failed, expected) -> None:
-    await add(sessionmaker, *mixed(completed, failed))
+async def test_error_rate_boundaries(
+    sessionmaker, agent_sessionmaker, completed, failed, expected
+) -> None:
+    await add(agent_sessionmaker, *mixed(completed, failed))
     health = await health_of(sessionmaker)
     assert health.runs_last_24h == completed + failed
     assert health.errors_last_24h == failed
@@ -60,9 +62,11 @@ async def test_error_rate_boundaries(sessionmaker, completed, failed, expected) 
      (H * 24, HealthStatus.DEGRADED), (H * 25, HealthStatus.FAILING)],
     ids=["5h", "6h", "24h", "25h"],
 )  # fmt: skip
-async def test_time_since_last_success_boundaries(sessionmaker, since_success, expected) -> None:
+async def test_time_since_last_success_boundaries(
+    sessionmaker, agent_sessionmaker, since_success, expected
+) -> None:
     duration = timedelta(minutes=2)
-    await add(sessionmaker, run("hygiene", ago=since_success + duration, duration=duration))
+    await add(agent_sessionmaker, run("hygiene", ago=since_success + duration, duration=duration))
     health = await health_of(sessionmaker)
     assert health.last_successful_run == NOW - since_success
     assert health.status is expected
@@ -74,37 +78,45 @@ async def test_time_since_last_success_boundaries(sessionmaker, since_success, e
      (4, HealthStatus.DEGRADED), (3, HealthStatus.FAILING)],
     ids=["55pct", "50pct", "20pct", "15pct"],
 )  # fmt: skip
-async def test_records_per_run_boundaries(sessionmaker, records, expected) -> None:
+async def test_records_per_run_boundaries(
+    sessionmaker, agent_sessionmaker, records, expected
+) -> None:
     # hygiene expects 20 records per run
-    await add(sessionmaker, *mixed(4, 0, records=records))
+    await add(agent_sessionmaker, *mixed(4, 0, records=records))
     health = await health_of(sessionmaker)
     assert health.avg_records_per_run == pytest.approx(records)
     assert health.status is expected
 
 
-async def test_agent_that_stopped_days_ago_is_failing_not_unknown(sessionmaker) -> None:
-    await add(sessionmaker, run("hygiene", ago=H * 72))
+async def test_agent_that_stopped_days_ago_is_failing_not_unknown(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, run("hygiene", ago=H * 72))
     health = await health_of(sessionmaker)
     assert health.runs_last_24h == 0
     assert health.status is HealthStatus.FAILING
     assert any("since last success" in r for r in health.reasons)
 
 
-async def test_agent_that_never_succeeded_for_over_a_day_is_failing(sessionmaker) -> None:
-    await add(sessionmaker, run("hygiene", "running", ago=H * 30))
+async def test_agent_that_never_succeeded_for_over_a_day_is_failing(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await add(agent_sessionmaker, run("hygiene", "running", ago=H * 30))
     assert (await health_of(sessionmaker)).status is HealthStatus.FAILING
 
 
-async def test_first_run_still_in_progress_is_healthy(sessionmaker) -> None:
-    await add(sessionmaker, run("hygiene", "running", ago=timedelta(minutes=5)))
+async def test_first_run_still_in_progress_is_healthy(sessionmaker, agent_sessionmaker) -> None:
+    await add(agent_sessionmaker, run("hygiene", "running", ago=timedelta(minutes=5)))
     health = await health_of(sessionmaker)
     assert health.status is HealthStatus.HEALTHY
     assert health.runs_last_24h == 1
 
 
-async def test_last_failure_durations_and_other_agents_are_reported(sessionmaker) -> None:
+async def test_last_failure_durations_and_other_agents_are_reported(
+    sessionmaker, agent_sessionmaker
+) -> None:
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         run("hygiene", ago=H * 3, duration=timedelta(seconds=60), records=30),
         run("hygiene", ago=H * 2, duration=timedelta(seconds=120), records=10),
         run("hygiene", "failed", ago=H * 5, error="older failure"),
@@ -126,7 +138,7 @@ async def test_last_failure_durations_and_other_agents_are_reported(sessionmaker
 
 
 async def test_query_count_is_constant_in_the_number_of_runs(
-    engine: AsyncEngine, sessionmaker
+    engine: AsyncEngine, sessionmaker, agent_sessionmaker
 ) -> None:
     statements: list[str] = []
 
@@ -134,7 +146,7 @@ async def test_query_count_is_constant_in_the_number_of_runs(
         statements.append(str(args[2]))
 
     async def queries_for(n_runs: int) -> int:
-        await add(sessionmaker, *mixed(n_runs, n_runs // 10))
+        await add(agent_sessionmaker, *mixed(n_runs, n_runs // 10))
         statements.clear()
         event.listen(engine.sync_engine, "before_cursor_execute", count)
         try:

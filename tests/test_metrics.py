@@ -12,11 +12,11 @@ from tests.factories import add, mixed_history, prospect
 
 
 async def test_metrics_show_health_queues_and_need_a_key(
-    settings: Settings, engine: AsyncEngine, sessionmaker
+    settings: Settings, engine: AsyncEngine, agent_sessionmaker
 ) -> None:
-    await add(sessionmaker, *mixed_history(datetime.now(UTC)))
+    await add(agent_sessionmaker, *mixed_history(datetime.now(UTC)))
     for pid in (1, 2, 3):
-        await add(sessionmaker, *prospect("identified", pid=pid))
+        await add(agent_sessionmaker, *prospect("identified", pid=pid))
     async with api_client(settings, key=None) as http:
         refused = await http.get("/metrics")
         response = await http.get("/metrics", headers={"X-API-Key": VIEWER_KEY})

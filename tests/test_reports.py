@@ -371,9 +371,9 @@ async def scalar(sessionmaker: async_sessionmaker[AsyncSession], query: Any) -> 
 # --- the daily report -----------------------------------------------------------------------
 
 
-async def test_daily_report_figures_match_the_seed(sessionmaker) -> None:
+async def test_daily_report_figures_match_the_seed(sessionmaker, agent_sessionmaker) -> None:
     seed = dataset()
-    await write(sessionmaker, seed)
+    await write(agent_sessionmaker, seed)
     data = (await daily(sessionmaker)).to_dict()
 
     figures = expected_window(seed, START, END, WEEK)
@@ -405,9 +405,11 @@ async def test_daily_report_figures_match_the_seed(sessionmaker) -> None:
     )
 
 
-async def test_daily_report_judges_agent_health_at_the_window_end(sessionmaker) -> None:
+async def test_daily_report_judges_agent_health_at_the_window_end(
+    sessionmaker, agent_sessionmaker
+) -> None:
     seed = dataset()
-    await write(sessionmaker, seed)
+    await write(agent_sessionmaker, seed)
     report = await daily(sessionmaker)
     assert [h.agent_name for h in report.agent_health] == list(AGENTS)
     assert {h.checked_at for h in report.agent_health} == {END}
@@ -427,9 +429,9 @@ async def test_empty_database_gives_a_zero_report(sessionmaker) -> None:
     assert all(step.conversion == 0.0 for step in report.funnel)
 
 
-async def test_previous_report_gives_the_funnel_change(sessionmaker) -> None:
+async def test_previous_report_gives_the_funnel_change(sessionmaker, agent_sessionmaker) -> None:
     seed = dataset()
-    await write(sessionmaker, seed)
+    await write(agent_sessionmaker, seed)
     yesterday = await daily(sessionmaker, DAY - timedelta(days=1))
     today = await daily(sessionmaker, previous=yesterday)
     before = {f"{s['from']}->{s['to']}": s for s in expected_funnel(seed, START - D, START)}
@@ -443,9 +445,11 @@ async def test_previous_report_gives_the_funnel_change(sessionmaker) -> None:
 # --- the weekly report ----------------------------------------------------------------------
 
 
-async def test_weekly_report_deltas_backlog_and_bottleneck(sessionmaker) -> None:
+async def test_weekly_report_deltas_backlog_and_bottleneck(
+    sessionmaker, agent_sessionmaker
+) -> None:
     seed = dataset()
-    await write(sessionmaker, seed)
+    await write(agent_sessionmaker, seed)
     report = await weekly(sessionmaker)
     data = report.to_dict()
 
@@ -485,12 +489,14 @@ async def test_weekly_report_deltas_backlog_and_bottleneck(sessionmaker) -> None
 # --- storage --------------------------------------------------------------------------------
 
 
-async def test_generating_the_same_day_again_replaces_the_report(sessionmaker) -> None:
+async def test_generating_the_same_day_again_replaces_the_report(
+    sessionmaker, agent_sessionmaker
+) -> None:
     seed = dataset()
-    await write(sessionmaker, seed)
+    await write(agent_sessionmaker, seed)
     generate = activities_for(sessionmaker)
     first = await generate(kind="daily", as_of=END + H)
-    await write(sessionmaker, Seed(prospects=[P("identified", "A1", START + 3 * H)]))
+    await write(agent_sessionmaker, Seed(prospects=[P("identified", "A1", START + 3 * H)]))
     second = await generate(kind="daily", as_of=END + 2 * H)
 
     assert first.report_date == second.report_date == DAY
@@ -529,8 +535,10 @@ async def test_a_stale_generation_does_not_replace_a_newer_one(sessionmaker) -> 
     assert await scalar(sessionmaker, select(func.count()).select_from(Event)) == 1
 
 
-async def test_daily_and_weekly_of_the_same_date_are_separate(sessionmaker) -> None:
-    await write(sessionmaker, dataset())
+async def test_daily_and_weekly_of_the_same_date_are_separate(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    await write(agent_sessionmaker, dataset())
     generate = activities_for(sessionmaker)
     await generate(kind="daily", report_date=DAY, as_of=END + H)
     weekly_result = await generate(kind="weekly", report_date=DAY, as_of=END + H)
@@ -543,9 +551,11 @@ async def test_daily_and_weekly_of_the_same_date_are_separate(sessionmaker) -> N
     assert latest.bottleneck is not None and latest.bottleneck.agent == "researcher"
 
 
-async def test_generated_report_uses_the_previous_stored_one(sessionmaker) -> None:
+async def test_generated_report_uses_the_previous_stored_one(
+    sessionmaker, agent_sessionmaker
+) -> None:
     seed = dataset()
-    await write(sessionmaker, seed)
+    await write(agent_sessionmaker, seed)
     generate = activities_for(sessionmaker)
     await generate(kind="daily", report_date=DAY - timedelta(days=1), as_of=END + H)
     await generate(kind="daily", as_of=END + H)
@@ -581,7 +591,9 @@ async def test_a_window_that_has_not_ended_cannot_be_reported(sessionmaker) -> N
 # --- backfill across DST --------------------------------------------------------------------
 
 
-async def test_backfill_windows_follow_local_time_across_dst(sessionmaker) -> None:
+async def test_backfill_windows_follow_local_time_across_dst(
+    sessionmaker, agent_sessionmaker
+) -> None:
     """Paris leaves summer time on 25 October 2026 at 03:00 local (01:00 UTC)."""
     paris = [
         (date(2026, 10, 24), datetime(2026, 10, 23, 6, tzinfo=UTC), 24),
@@ -591,7 +603,7 @@ async def test_backfill_windows_follow_local_time_across_dst(sessionmaker) -> No
     # 08:30 local on the 24th (06:30 UTC): a fixed 24 h window ending at 07:00 UTC would miss it
     sent = [datetime(2026, 10, 24, 6, 30, tzinfo=UTC), datetime(2026, 10, 25, 6, 30, tzinfo=UTC)]
     sent += [datetime(2026, 10, 25, 7, tzinfo=UTC)]  # 08:00 CET on the 25th: the next report's
-    await write(sessionmaker, emails_at(sent))
+    await write(agent_sessionmaker, emails_at(sent))
     generate = activities_for(sessionmaker)
     for day, _, _ in paris:
         await generate(kind="daily", report_date=day, as_of=END)
@@ -607,10 +619,12 @@ async def test_backfill_windows_follow_local_time_across_dst(sessionmaker) -> No
     assert [r["activity"]["emails_sent"] for r in stored if r] == [0, 2, 1]
 
 
-async def test_backfill_on_the_short_day_when_summer_time_starts(sessionmaker) -> None:
+async def test_backfill_on_the_short_day_when_summer_time_starts(
+    sessionmaker, agent_sessionmaker
+) -> None:
     # 07:30 CET on 28 March belongs to that day's report; 08:30 CEST on the 29th to the 30th's
     sent = [datetime(2026, 3, 28, 6, 30, tzinfo=UTC), datetime(2026, 3, 29, 6, 30, tzinfo=UTC)]
-    await write(sessionmaker, emails_at(sent))
+    await write(agent_sessionmaker, emails_at(sent))
     generate = activities_for(sessionmaker)
     counts = {}
     for day in (date(2026, 3, 28), date(2026, 3, 29), date(2026, 3, 30)):
@@ -637,7 +651,7 @@ def many(n: int) -> Seed:
 
 
 async def test_query_count_does_not_grow_with_the_number_of_prospects(
-    engine: AsyncEngine, sessionmaker
+    engine: AsyncEngine, sessionmaker, agent_sessionmaker
 ) -> None:
     statements: list[str] = []
 
@@ -645,7 +659,7 @@ async def test_query_count_does_not_grow_with_the_number_of_prospects(
         statements.append(str(args[2]))
 
     async def queries_for(n: int) -> tuple[int, int]:
-        await write(sessionmaker, many(n))
+        await write(agent_sessionmaker, many(n))
         found = []
         for build in (daily, weekly):
             statements.clear()

@@ -154,9 +154,9 @@ async def test_a_malformed_date_is_422(api: httpx.AsyncClient, bad: str) -> None
 
 
 async def test_a_stored_report_has_the_spec_keys_and_the_seed_figures(
-    api: httpx.AsyncClient, sessionmaker, settings: Settings
+    api: httpx.AsyncClient, sessionmaker, agent_sessionmaker, settings: Settings
 ) -> None:
-    await seed(sessionmaker)
+    await seed(agent_sessionmaker)
     stored = await store(sessionmaker, settings, DAY)
     response = await api.get(f"{BASE}/report/{DAY}")
     assert response.status_code == 200, response.text
@@ -177,9 +177,9 @@ async def test_a_stored_report_has_the_spec_keys_and_the_seed_figures(
 
 
 async def test_a_stored_report_as_markdown(
-    api: httpx.AsyncClient, sessionmaker, settings: Settings
+    api: httpx.AsyncClient, sessionmaker, agent_sessionmaker, settings: Settings
 ) -> None:
-    await seed(sessionmaker)
+    await seed(agent_sessionmaker)
     await store(sessionmaker, settings, DAY)
     response = await api.get(f"{BASE}/report/{DAY}", params={"format": "md"})
     assert response.status_code == 200, response.text
@@ -268,7 +268,7 @@ async def test_the_list_refuses_bad_parameters(
 
 
 async def test_latest_weekly_is_404_until_one_is_stored_then_the_newest(
-    api: httpx.AsyncClient, sessionmaker, settings: Settings
+    api: httpx.AsyncClient, sessionmaker, agent_sessionmaker, settings: Settings
 ) -> None:
     await store(sessionmaker, settings, DAY, "daily")  # a daily report is not a weekly one
     missing = await api.get(f"{BASE}/reports/weekly/latest")
@@ -277,7 +277,7 @@ async def test_latest_weekly_is_404_until_one_is_stored_then_the_newest(
         "no weekly report yet; weekly reports are generated on Mondays at 08:00"
     )
 
-    await seed(sessionmaker)
+    await seed(agent_sessionmaker)
     older = await store(sessionmaker, settings, DAY - 7 * D, "weekly")
     newer = await store(sessionmaker, settings, DAY, "weekly")
     await store(sessionmaker, settings, DAY + 3 * D, "daily")  # newer, but daily
@@ -307,9 +307,9 @@ async def test_latest_weekly_is_404_until_one_is_stored_then_the_newest(
 
 
 async def test_generate_runs_a_report_cycle_and_a_second_run_replaces_the_report(
-    client: Client, sessionmaker, worker_settings: Settings
+    client: Client, sessionmaker, agent_sessionmaker, worker_settings: Settings
 ) -> None:
-    await seed(sessionmaker)
+    await seed(agent_sessionmaker)
     url = f"{BASE}/reports/{DAY}/generate"
     async with (
         build_worker(client, sessionmaker, worker_settings),

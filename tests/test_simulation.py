@@ -252,16 +252,22 @@ async def _none_open(client: Client, task_queue: str) -> bool:
 
 @contextlib.asynccontextmanager
 async def simulation(
-    client: Client, sessionmaker: Sessions, worker_settings: Settings, scenario: Scenario
+    client: Client,
+    sessions: tuple[Sessions, Sessions],
+    worker_settings: Settings,
+    scenario: Scenario,
 ) -> AsyncIterator[Simulation]:
     """The orchestrator's worker with the simulation's expectations, and the simulated
-    agents in the background. On the way out the agents stop first, then the orchestrator,
-    once the workflows on its queue have ended."""
+    agents in the background (``sessions``: the orchestrator's and the agents'). On the way
+    out the agents stop first, then the orchestrator, once the workflows on its queue have
+    ended."""
     settings = worker_settings.model_copy(update={"agents": simulated_expectations(scenario)})
     queue = settings.temporal.task_queue
     stop = asyncio.Event()
+    sessionmaker, agent_sessionmaker = sessions
     async with build_worker(client, sessionmaker, settings):
-        task = asyncio.create_task(run_simulation(client, sessionmaker, scenario, queue, stop))
+        run = run_simulation(client, agent_sessionmaker, scenario, queue, stop)
+        task = asyncio.create_task(run)
         try:
             yield Simulation(settings, stop, task)
         finally:
@@ -321,9 +327,9 @@ def expected_final(tier: str | None, has_email: bool) -> set[str]:
 
 
 async def test_simulated_pipeline_drains_consistently(
-    client: Client, sessionmaker: Sessions, worker_settings: Settings
+    client: Client, sessionmaker: Sessions, agent_sessionmaker: Sessions, worker_settings: Settings
 ) -> None:
-    async with simulation(client, sessionmaker, worker_settings, FAST) as sim:
+    async with simulation(client, (sessionmaker, agent_sessionmaker), worker_settings, FAST) as sim:
         await wait_until(lambda: drained(sessionmaker, PROSPECTS), within=90)
         await asyncio.sleep(FAST.reply_after_seconds + 1.0)  # replies already on their way
         agents = await sim.finish()
@@ -396,7 +402,11 @@ async def test_simulated_pipeline_drains_consistently(
 
 
 async def test_a_failing_researcher_shows_in_health(
-    client: Client, sessionmaker: Sessions, worker_settings: Settings, tmp_path: Path
+    client: Client,
+    sessionmaker: Sessions,
+    agent_sessionmaker: Sessions,
+    worker_settings: Settings,
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "failing.yaml"
     path.write_text(
@@ -423,7 +433,9 @@ async def test_a_failing_researcher_shows_in_health(
         )
         return researched >= 40 and reached >= 1
 
-    async with simulation(client, sessionmaker, worker_settings, scenario) as sim:
+    async with simulation(
+        client, (sessionmaker, agent_sessionmaker), worker_settings, scenario
+    ) as sim:
         await wait_until(enough, within=45)
         await quiesce(sessionmaker)
         await sim.finish()

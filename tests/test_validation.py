@@ -225,10 +225,10 @@ def test_every_kind_of_violation_has_a_case_and_a_rule() -> None:
 
 
 @pytest.mark.parametrize("kind", list(ViolationKind), ids=str)
-async def test_violation_is_recorded(sessionmaker, kind: ViolationKind) -> None:
+async def test_violation_is_recorded(sessionmaker, agent_sessionmaker, kind: ViolationKind) -> None:
     now = datetime.now(UTC)
     positive, _ = CASES[kind]
-    await add(sessionmaker, *flat(positive(7, now)))
+    await add(agent_sessionmaker, *flat(positive(7, now)))
     found, closed = await sweep(sessionmaker, now)
     assert found == {**NO_VIOLATIONS, kind.value: 1}
     [row] = await violations(sessionmaker)
@@ -239,19 +239,21 @@ async def test_violation_is_recorded(sessionmaker, kind: ViolationKind) -> None:
 
 
 @pytest.mark.parametrize("kind", list(ViolationKind), ids=str)
-async def test_negative_twin_is_not_flagged(sessionmaker, kind: ViolationKind) -> None:
+async def test_negative_twin_is_not_flagged(
+    sessionmaker, agent_sessionmaker, kind: ViolationKind
+) -> None:
     now = datetime.now(UTC)
     positive, negative = CASES[kind]
-    await add(sessionmaker, *flat(negative(7, now), positive(8, now)))  # 8: a control
+    await add(agent_sessionmaker, *flat(negative(7, now), positive(8, now)))  # 8: a control
     found, closed = await sweep(sessionmaker, now)
     assert found == {**NO_VIOLATIONS, kind.value: 1}
     assert await open_kinds(sessionmaker) == {8: {kind.value}}
     assert closed.open_total == 1
 
 
-async def test_illegal_move_names_the_move(sessionmaker) -> None:
+async def test_illegal_move_names_the_move(sessionmaker, agent_sessionmaker) -> None:
     now = datetime.now(UTC)
-    await add(sessionmaker, *flat(illegal_move(7, now)))
+    await add(agent_sessionmaker, *flat(illegal_move(7, now)))
     await sweep(sessionmaker, now)
     [row] = await violations(sessionmaker)
     assert "identified -> research_complete" in (row.detail or "")
@@ -259,11 +261,12 @@ async def test_illegal_move_names_the_move(sessionmaker) -> None:
 
 async def test_illegal_move_outside_the_lookback_or_after_the_sweep_is_not_flagged(
     sessionmaker,
+    agent_sessionmaker,
 ) -> None:
     now = datetime.now(UTC)
     old, later = now - timedelta(days=8), now + timedelta(minutes=1)
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *flat(legal_moves(1, now), legal_moves(2, now)),
         *moved(1, old, ("identified", "research_complete")),
         *moved(2, later, ("identified", "research_complete")),
@@ -277,11 +280,12 @@ async def test_illegal_move_outside_the_lookback_or_after_the_sweep_is_not_flagg
 
 async def test_terminal_states_are_never_stuck_and_dwell_times_can_be_overridden(
     sessionmaker,
+    agent_sessionmaker,
 ) -> None:
     now = datetime.now(UTC)
     long_ago = now - timedelta(days=400)
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *flat(*(prospect(s, tier="A1", entered=long_ago, pid=i)
                 for i, s in enumerate(["meeting_booked", "closed_lost", "disqualified"], 1)),
               stuck(4, now)),
@@ -296,10 +300,12 @@ async def test_terminal_states_are_never_stuck_and_dwell_times_can_be_overridden
     assert (closed.resolved, closed.open_total) == (1, 0)
 
 
-async def test_a_handoff_waiting_within_its_grace_is_not_dropped(sessionmaker) -> None:
+async def test_a_handoff_waiting_within_its_grace_is_not_dropped(
+    sessionmaker, agent_sessionmaker
+) -> None:
     now = datetime.now(UTC)
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *flat(prospect("identified", entered=now - timedelta(minutes=5), pid=1),
               prospect("scored", tier="C", entered=now - timedelta(hours=1), pid=2),
               dropped(3, now)),
@@ -312,10 +318,14 @@ async def test_a_handoff_waiting_within_its_grace_is_not_dropped(sessionmaker) -
 # --- one open row per prospect and kind ------------------------------------------------------
 
 
-async def test_seen_again_keeps_one_open_row_and_refreshes_last_seen(sessionmaker) -> None:
+async def test_seen_again_keeps_one_open_row_and_refreshes_last_seen(
+    sessionmaker, agent_sessionmaker
+) -> None:
     first = datetime.now(UTC)
     second = first + timedelta(minutes=1)
-    await add(sessionmaker, *flat(scored_without_tier(7, first), ready_without_email(8, first)))
+    await add(
+        agent_sessionmaker, *flat(scored_without_tier(7, first), ready_without_email(8, first))
+    )
     found_first, _ = await sweep(sessionmaker, first)
     found_second, closed = await sweep(sessionmaker, second)
     expected = {**NO_VIOLATIONS, K.SCORED_WITHOUT_TIER.value: 1, K.OUTREACH_WITHOUT_EMAIL.value: 1}
@@ -328,10 +338,12 @@ async def test_seen_again_keeps_one_open_row_and_refreshes_last_seen(sessionmake
     assert (closed.resolved, closed.open_total) == (0, 2)
 
 
-async def test_a_prospect_breaking_two_rules_has_one_open_row_per_kind(sessionmaker) -> None:
+async def test_a_prospect_breaking_two_rules_has_one_open_row_per_kind(
+    sessionmaker, agent_sessionmaker
+) -> None:
     t1 = datetime.now(UTC)
     t2 = t1 + timedelta(minutes=1)
-    await add(sessionmaker, *prospect("scored", entered=t1 - timedelta(days=2), pid=7))
+    await add(agent_sessionmaker, *prospect("scored", entered=t1 - timedelta(days=2), pid=7))
     for at in (t1, t2):
         found, closed = await sweep(sessionmaker, at)
         assert found == {**NO_VIOLATIONS, K.STUCK.value: 1, K.SCORED_WITHOUT_TIER.value: 1}
@@ -345,19 +357,20 @@ async def test_a_prospect_breaking_two_rules_has_one_open_row_per_kind(sessionma
 
 async def test_fixed_record_closes_its_violation_and_a_new_one_opens_a_new_row(
     sessionmaker,
+    agent_sessionmaker,
 ) -> None:
     t1 = datetime.now(UTC)
     t2, t3 = t1 + timedelta(minutes=1), t1 + timedelta(minutes=2)
-    await add(sessionmaker, *flat(scored_without_tier(7, t1), scored_without_tier(8, t1)))
+    await add(agent_sessionmaker, *flat(scored_without_tier(7, t1), scored_without_tier(8, t1)))
     await sweep(sessionmaker, t1)
-    await set_prospect(sessionmaker, 7, tier="B")
+    await set_prospect(agent_sessionmaker, 7, tier="B")
     found, closed = await sweep(sessionmaker, t2)
     assert found == {**NO_VIOLATIONS, K.SCORED_WITHOUT_TIER.value: 1}
     assert (closed.resolved, closed.open_total) == (1, 1)
     rows = {r.prospect_id: r for r in await violations(sessionmaker)}
     assert (rows[7].resolved_at, rows[7].last_seen) == (t2, t1)
     assert (rows[8].resolved_at, rows[8].last_seen) == (None, t2)
-    await set_prospect(sessionmaker, 7, tier=None)  # broken again: a new occurrence
+    await set_prospect(agent_sessionmaker, 7, tier=None)  # broken again: a new occurrence
     _, closed = await sweep(sessionmaker, t3)
     assert (closed.resolved, closed.open_total) == (0, 2)
     sevens = [r for r in await violations(sessionmaker) if r.prospect_id == 7]
@@ -366,19 +379,19 @@ async def test_fixed_record_closes_its_violation_and_a_new_one_opens_a_new_row(
 
 @pytest.mark.parametrize("how", ["soft", "hard"])
 async def test_deleted_prospects_are_ignored_and_their_violations_close(
-    sessionmaker, how: str
+    sessionmaker, agent_sessionmaker, how: str
 ) -> None:
     t1 = datetime.now(UTC)
     t2 = t1 + timedelta(minutes=1)
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *flat(prospect("scored", tier=None, email=None, pid=7),
               prospect("bogus", email=None, deleted=True, pid=8),
               prospect("ready_for_outreach", email=None, deleted=True, pid=9)),
     )  # fmt: skip
     found, _ = await sweep(sessionmaker, t1)
     assert found == {**NO_VIOLATIONS, K.SCORED_WITHOUT_TIER.value: 1}
-    async with sessionmaker() as session:
+    async with agent_sessionmaker() as session:
         if how == "soft":
             await session.execute(update(Prospect).where(Prospect.id == 7).values(deleted_at=t2))
         else:
@@ -402,15 +415,17 @@ async def alerts(sessionmaker: Maker) -> list[Alert]:
         return list(rows)
 
 
-async def test_alert_opens_above_the_threshold_and_resolves_when_back_under(sessionmaker) -> None:
+async def test_alert_opens_above_the_threshold_and_resolves_when_back_under(
+    sessionmaker, agent_sessionmaker
+) -> None:
     t = [datetime.now(UTC) + timedelta(minutes=i) for i in range(4)]
     few = rules(alert_threshold=2)
-    await add(sessionmaker, *flat(*(scored_without_tier(pid, t[0]) for pid in (1, 2))))
+    await add(agent_sessionmaker, *flat(*(scored_without_tier(pid, t[0]) for pid in (1, 2))))
     _, at_threshold = await sweep(sessionmaker, t[0], few)
     assert (at_threshold.open_total, at_threshold.alert) == (2, "unchanged")
     assert await alerts(sessionmaker) == []
 
-    await add(sessionmaker, *flat(ready_without_email(3, t[1])))
+    await add(agent_sessionmaker, *flat(ready_without_email(3, t[1])))
     _, above = await sweep(sessionmaker, t[1], few)
     assert (above.open_total, above.alert) == (3, "created")
     [alert] = await alerts(sessionmaker)
@@ -423,7 +438,7 @@ async def test_alert_opens_above_the_threshold_and_resolves_when_back_under(sess
     assert still.alert == "updated"
     assert [(a.status, a.count) for a in await alerts(sessionmaker)] == [("open", 2)]
 
-    await set_prospect(sessionmaker, 1, tier="C")
+    await set_prospect(agent_sessionmaker, 1, tier="C")
     _, under = await sweep(sessionmaker, t[3], few)
     assert (under.open_total, under.alert) == (2, "resolved")
     [alert] = await alerts(sessionmaker)
@@ -433,11 +448,13 @@ async def test_alert_opens_above_the_threshold_and_resolves_when_back_under(sess
 # --- ranges and set-based statements ----------------------------------------------------------
 
 
-async def test_prospects_split_across_ranges_are_each_found_exactly_once(sessionmaker) -> None:
+async def test_prospects_split_across_ranges_are_each_found_exactly_once(
+    sessionmaker, agent_sessionmaker
+) -> None:
     now = datetime.now(UTC)
     builders = [positive for positive, _ in CASES.values()]
     pids = [1, 2, 3, 4, 5, 6, 9, 10, 12, 13]  # gaps, and ids on every range boundary
-    await add(sessionmaker, *flat(*(builders[i % len(builders)](pid, now)
+    await add(agent_sessionmaker, *flat(*(builders[i % len(builders)](pid, now)
                                     for i, pid in enumerate(pids))))  # fmt: skip
     ranges = [(low, low + 3) for low in range(1, 14, 3)]  # [1,4) [4,7) [7,10) [10,13) [13,16)
     per_range: list[int] = []
@@ -459,7 +476,7 @@ async def test_prospects_split_across_ranges_are_each_found_exactly_once(session
 
 
 async def test_record_range_issues_the_same_statements_for_20_or_2000_prospects(
-    engine: AsyncEngine, sessionmaker
+    engine: AsyncEngine, sessionmaker, agent_sessionmaker
 ) -> None:
     statements: list[str] = []
 
@@ -469,7 +486,7 @@ async def test_record_range_issues_the_same_statements_for_20_or_2000_prospects(
     builders = [positive for positive, _ in CASES.values()]
 
     async def statements_for(first_pid: int, n: int, now: datetime) -> tuple[int, int]:
-        await add(sessionmaker, *flat(*(builders[pid % len(builders)](pid, now)
+        await add(agent_sessionmaker, *flat(*(builders[pid % len(builders)](pid, now)
                                         for pid in range(first_pid, first_pid + n))))  # fmt: skip
         if engine.dialect.name == "postgresql":
             # statistics, as autovacuum keeps them: without any, the planner takes the fresh
@@ -509,7 +526,12 @@ async def validate_cycle(client: Client, settings: Settings) -> ValidationSummar
 
 @pytest.mark.parametrize(("range_size", "ranges"), [(None, 1), (3, 4)], ids=["one", "size-3"])
 async def test_validate_cycle_counts_match_the_seeded_data(
-    client: Client, sessionmaker, worker_settings: Settings, range_size: int | None, ranges: int
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    range_size: int | None,
+    ranges: int,
 ) -> None:
     settings = worker_settings
     if range_size is not None:
@@ -519,11 +541,11 @@ async def test_validate_cycle_counts_match_the_seeded_data(
     # ids 1-8 break one rule each, 9 and 10 none: ranges [1,4) [4,7) [7,10) [10,13)
     seeded = [positive(pid, now) for pid, (positive, _) in enumerate(CASES.values(), 1)]
     seeded += [scored_with_tier(9, now), ready_with_email(10, now)]
-    await add(sessionmaker, *flat(*seeded))
+    await add(agent_sessionmaker, *flat(*seeded))
     every_kind = {kind.value: 1 for kind in ViolationKind}
     async with build_worker(client, sessionmaker, settings):
         first = await validate_cycle(client, settings)
-        await set_prospect(sessionmaker, 5, tier="C")  # fixes scored_without_tier
+        await set_prospect(agent_sessionmaker, 5, tier="C")  # fixes scored_without_tier
         second = await validate_cycle(client, settings)
 
     assert first.found == every_kind
