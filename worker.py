@@ -122,6 +122,9 @@ def build_worker(
         task_queue=task_queue or settings.temporal.task_queue,
         workflows=WORKFLOWS,
         activities=build_activities(sessionmaker, settings, http, client),
+        max_cached_workflows=settings.worker.max_cached_workflows,
+        max_concurrent_activities=settings.worker.max_concurrent_activities,
+        max_concurrent_local_activities=settings.worker.max_concurrent_local_activities,
     )
 
 

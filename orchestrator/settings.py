@@ -148,6 +148,18 @@ class HandoffSettings(HandoffPolicy):
         return HandoffPolicy(**self.model_dump(include=fields), transports=transports)
 
 
+class WorkerSettings(BaseModel):
+    """Capacity of one worker process."""
+
+    max_cached_workflows: int = Field(2500, ge=0)
+    """Open workflows kept in memory. Above it the least recently used is evicted and replays
+    its whole history at its next task: a sweep's cycle (one event per child) must not be
+    evicted by its own 1,900 children, so keep this above ``max_children_per_run``."""
+    max_concurrent_activities: int = Field(100, ge=1)
+    max_concurrent_local_activities: int = Field(200, ge=1)
+    """The handoffs' database steps; bounded by ``database_pool_size`` in practice."""
+
+
 class TracingSettings(BaseModel):
     """OpenTelemetry tracing: off unless an OTLP endpoint is given."""
 
@@ -217,6 +229,7 @@ class Settings(BaseSettings):
     api_public_url: str = "http://127.0.0.1:8000"
     """Where agents reach the API (HTTP agents' completion callbacks)."""
     log_level: str = "INFO"
+    worker: WorkerSettings = WorkerSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     tracing: TracingSettings = TracingSettings()
     ingest_database_url: str | None = None
