@@ -24,7 +24,12 @@ class ApiServer(uvicorn.Server):
 
 
 def api_server(app: FastAPI, host: str, port: int) -> ApiServer:
-    return ApiServer(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    """``log_config=None``: uvicorn's loggers reach the root handler, so its lines take the
+    process's log format (JSON lines) instead of uvicorn's own text."""
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on", log_config=None
+    )
+    return ApiServer(config)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
