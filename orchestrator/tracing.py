@@ -14,15 +14,19 @@ from __future__ import annotations
 import atexit
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from orchestrator.settings import TracingSettings
 
+URL_ATTRIBUTES = ("http.url", "url.full")
+"""Where the HTTP instrumentation puts the full URL (old and new semantic conventions)."""
+
 if TYPE_CHECKING:  # imported when tracing is on, so a process without it loads none of them
     from fastapi import FastAPI
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span
     from temporalio.contrib.opentelemetry import TracingInterceptor
 
 log = logging.getLogger(__name__)
@@ -105,7 +109,24 @@ def instrument_http(http: httpx.AsyncClient) -> None:
         return
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    HTTPXClientInstrumentor.instrument_client(http, tracer_provider=_installed.provider)
+    HTTPXClientInstrumentor.instrument_client(
+        http, tracer_provider=_installed.provider, request_hook=_url_to_origin
+    )
+
+
+async def _url_to_origin(span: Span, request: Any) -> None:
+    """The span's URL cut to scheme, host and port: this client also posts to webhooks,
+    and a Slack webhook's secret is its path."""
+    url = httpx.URL(request.url) if not isinstance(request.url, tuple) else _raw(request.url)
+    origin = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
+    for key in URL_ATTRIBUTES:
+        if key in (getattr(span, "attributes", None) or {}):
+            span.set_attribute(key, origin)
+
+
+def _raw(url: tuple[bytes, bytes, int | None, bytes]) -> httpx.URL:
+    scheme, host, port, _ = url
+    return httpx.URL(scheme=scheme.decode(), host=host.decode(), port=port)
 
 
 def _endpoint_for_log(url: str | None) -> str:
