@@ -247,12 +247,16 @@ async def blocked_handoff(
 
 
 async def test_blocked_handoff_whose_lease_expires_is_signalled_and_completes(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     pid = P + 1
     settings = configured(worker_settings, blocked_retry_interval=timedelta(hours=1))
     async with running(client, sessionmaker, settings, agents), closing(client, pid):
-        blocked_id = await blocked_handoff(client, sessionmaker, settings, pid)
+        blocked_id = await blocked_handoff(client, sessionmaker, agent_sessionmaker, settings, pid)
         async with sessionmaker() as session:  # the researcher's lease runs out
             await session.execute(
                 update(RecordLock).values(expires_at=now() - timedelta(seconds=1))
@@ -276,13 +280,17 @@ async def test_blocked_handoff_whose_lease_expires_is_signalled_and_completes(
 
 
 async def test_live_lease_in_contention_is_kept_and_reported_with_its_holder(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     pid = P + 2
     settings = configured(worker_settings, contention_after=timedelta(seconds=1),
                           blocked_retry_interval=timedelta(hours=1))  # fmt: skip
     async with running(client, sessionmaker, settings, agents), closing(client, pid):
-        blocked_id = await blocked_handoff(client, sessionmaker, settings, pid)
+        blocked_id = await blocked_handoff(client, sessionmaker, agent_sessionmaker, settings, pid)
         [held] = await locks(sessionmaker)
         await asyncio.sleep(1.5)  # blocked for longer than contention_after
         summary = await resolve(client, settings)
@@ -305,13 +313,17 @@ async def test_live_lease_in_contention_is_kept_and_reported_with_its_holder(
 
 
 async def test_contention_is_reported_while_the_blocked_handoff_keeps_retrying(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     pid = P + 3
     settings = configured(worker_settings, contention_after=timedelta(seconds=2),
                           blocked_retry_interval=timedelta(milliseconds=300))  # fmt: skip
     async with running(client, sessionmaker, settings, agents), closing(client, pid):
-        await blocked_handoff(client, sessionmaker, settings, pid)
+        await blocked_handoff(client, sessionmaker, agent_sessionmaker, settings, pid)
         await asyncio.sleep(3)  # blocked 3 s, retrying every 0.3 s
         summary = await resolve(client, settings)
     assert [(c.kind, c.prospect_id) for c in summary.unresolved] == [("contention", pid)]
@@ -356,7 +368,7 @@ async def test_duplicate_claim_keeps_the_one_the_live_workflow_works_on(
     pid = P + 5
     settings = configured(worker_settings, blocked_retry_interval=timedelta(hours=1))
     async with running(client, sessionmaker, settings, agents), closing(client, pid):
-        live_id = await blocked_handoff(client, sessionmaker, settings, pid)
+        live_id = await blocked_handoff(client, sessionmaker, agent_sessionmaker, settings, pid)
         t = now()
         stray = claim(pid, "needs_scoring", t, status="pending", updated=t)  # newer, no workflow
         await add(agent_sessionmaker, stray)
