@@ -118,15 +118,19 @@ async def count(sessionmaker: async_sessionmaker[AsyncSession], model: Any, *whe
 
 
 async def test_full_cycle_runs_every_built_step_in_order_and_stores_the_daily_report(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     pids = [9101, 9102, 9103]
     for pid in pids:
-        await add(sessionmaker, *prospect("identified", pid=pid))
+        await add(agent_sessionmaker, *prospect("identified", pid=pid))
     day = latest_report_date(worker_settings)
     window = report_window(day, worker_settings.time_zone, worker_settings.reports.at)
     runs = agent_runs(datetime.now(UTC), window)
-    await add(sessionmaker, *runs)
+    await add(agent_sessionmaker, *runs)
 
     async with running(client, sessionmaker, worker_settings, agents):
         summary = await cycle(client, worker_settings, CycleInput(mode="full"))
@@ -196,12 +200,12 @@ async def test_full_cycle_with_a_report_date_still_open_records_why_and_goes_on(
 
 
 async def test_report_cycle_stores_a_weekly_report(
-    client: Client, sessionmaker, worker_settings: Settings
+    client: Client, sessionmaker, agent_sessionmaker, worker_settings: Settings
 ) -> None:
     day = latest_report_date(worker_settings)
     start, end = report_window(day, worker_settings.time_zone, worker_settings.reports.at, 7)
     await add(
-        sessionmaker,
+        agent_sessionmaker,
         *prospect("identified", tier="A1", pid=1, entered=start + H),
         *prospect("scored", tier="A2", pid=2, entered=start - H),  # the week before
     )

@@ -317,7 +317,7 @@ async def test_generate_runs_a_report_cycle_and_a_second_run_replaces_the_report
     ):
         first = await api.post(url, params={"kind": "daily"})
         assert first.status_code == 201, first.text
-        async with sessionmaker() as session:
+        async with agent_sessionmaker() as session:
             session.add(_prospect("identified", "A1", START + 9 * H, 7))
             await session.commit()
         second = await api.post(url, params={"kind": "daily"})
