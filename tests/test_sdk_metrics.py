@@ -32,7 +32,11 @@ def _sample(text: str, name: str, **labels: str) -> float:
 
 
 async def test_metrics_include_sdk_handoff_latency_outcomes_and_cycle_duration(
-    client: Client, sessionmaker, worker_settings: Settings, agents: dict[str, FakeAgent]
+    client: Client,
+    sessionmaker,
+    agent_sessionmaker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
 ) -> None:
     sdk = install_sdk_metrics(ObservabilitySettings(sdk_metrics_address="127.0.0.1:0"))
     assert sdk is not None
@@ -43,7 +47,7 @@ async def test_metrics_include_sdk_handoff_latency_outcomes_and_cycle_duration(
         runtime=sdk.runtime,
     )
     for pid in (1, 2, 3):
-        await add(sessionmaker, *prospect("identified", pid=pid))
+        await add(agent_sessionmaker, *prospect("identified", pid=pid))
     async with running(metered, sessionmaker, worker_settings, agents):
         await sweep(metered, worker_settings)
         for pid in (1, 2, 3):
