@@ -37,3 +37,16 @@ def test_compose_environment_is_understood_by_the_settings(monkeypatch) -> None:
     assert settings.temporal.address == "temporal:7233"
     assert settings.api_host == "0.0.0.0"
     assert "ORCH_API_KEYS" in env  # the API refuses every request without keys
+
+
+def test_services_run_as_the_least_privilege_role_the_migration_creates() -> None:
+    services = compose()["services"]
+    migrate = services["migrate"]
+    assert "grant-roles" in " ".join(migrate["command"])
+    assert "//postgres:" in migrate["environment"]["ORCH_DATABASE_URL"]
+    for name in ("worker", "api"):
+        env = services[name]["environment"]
+        assert env["ORCH_DATABASE_URL"].startswith("postgresql+asyncpg://orchestrator:")
+        assert env["ORCH_INGEST_DATABASE_URL"].startswith(
+            "postgresql+asyncpg://orchestrator_ingest:"
+        )
