@@ -11,9 +11,10 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from sqlalchemy import select
 
 from api.deps import IngestSessionDep, SettingsDep
+from api.schemas import MAX_ID, NO_NUL, errors
 from db.models import AgentRun
 
-router = APIRouter(prefix="/api/v1/agents", tags=["agent runs"])
+router = APIRouter(prefix="/api/v1/agents", tags=["agent runs"], responses=errors(401, 404, 422))
 AgentPath = Annotated[str, Path(max_length=64)]
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -23,8 +24,8 @@ class RunIn(BaseModel):
     started_at: AwareDatetime
     completed_at: AwareDatetime | None = None
     records_processed: int | None = Field(None, ge=0, le=10_000_000)
-    error: str | None = Field(None, max_length=4000)
-    handoff_id: str | None = Field(None, max_length=128)
+    error: str | None = Field(None, max_length=4000, pattern=NO_NUL)
+    handoff_id: str | None = Field(None, max_length=128, pattern=NO_NUL)
 
     @model_validator(mode="after")
     def _consistent(self) -> RunIn:
@@ -44,7 +45,7 @@ class RunUpdate(BaseModel):
     status: Literal["completed", "failed"]
     completed_at: AwareDatetime
     records_processed: int | None = Field(None, ge=0, le=10_000_000)
-    error: str | None = Field(None, max_length=4000)
+    error: str | None = Field(None, max_length=4000, pattern=NO_NUL)
 
 
 class RunOut(BaseModel):
@@ -70,7 +71,7 @@ def _not_future(moment: datetime, field: str) -> None:
         raise HTTPException(422, detail=f"{field} is in the future: {moment.isoformat()}")
 
 
-@router.post("/{name}/runs", response_model=RunOut, status_code=201)
+@router.post("/{name}/runs", response_model=RunOut, status_code=201, responses=errors(400, 403))
 async def report_run(
     *, name: AgentPath, body: RunIn, session: IngestSessionDep, settings: SettingsDep
 ) -> RunOut:
@@ -85,11 +86,11 @@ async def report_run(
     return RunOut.model_validate(row, from_attributes=True)
 
 
-@router.patch("/{name}/runs/{run_id}", response_model=RunOut)
+@router.patch("/{name}/runs/{run_id}", response_model=RunOut, responses=errors(400, 403, 409))
 async def finish_run(
     *,
     name: AgentPath,
-    run_id: Annotated[int, Path(ge=1)],
+    run_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     body: RunUpdate,
     session: IngestSessionDep,
     settings: SettingsDep,
@@ -116,7 +117,7 @@ async def list_runs(
     name: AgentPath,
     session: IngestSessionDep,
     settings: SettingsDep,
-    handoff_id: Annotated[str | None, Query(max_length=128)] = None,
+    handoff_id: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
     status: Literal["running", "completed", "failed"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[RunOut]:

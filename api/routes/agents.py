@@ -15,6 +15,7 @@ from activities.controls import control_of, record_change
 from activities.handoff_queries import pending_counts
 from activities.health import compute_agent_health
 from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.schemas import NO_NUL, errors
 from api.temporal import TemporalUnavailable
 from db.models import AgentControl
 from orchestrator.settings import Settings
@@ -23,7 +24,9 @@ from workflows.cycle import CycleWorkflow
 from workflows.search_attributes import cycle_attributes
 from workflows.types import CycleInput
 
-router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+router = APIRouter(prefix="/api/v1/agents", tags=["agents"], responses=errors(401))
+CONTROL_ERRORS = errors(403, 404, 422)
+BODY_ERRORS = errors(400, 403, 404, 422)
 AgentPath = Annotated[str, Path(max_length=64, description="An agent named in ORCH_AGENTS")]
 MAX_SILENCE = timedelta(days=30)
 
@@ -41,7 +44,7 @@ class AgentOut(BaseModel):
 
 
 class PauseIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=NO_NUL)
 
 
 class SilenceIn(BaseModel):
@@ -91,7 +94,7 @@ async def list_agents(*, session: SessionDep, settings: SettingsDep) -> list[Age
     return out
 
 
-@router.post("/{name}/pause", response_model=ControlOut)
+@router.post("/{name}/pause", response_model=ControlOut, responses=BODY_ERRORS)
 async def pause_agent(
     *, name: AgentPath, body: PauseIn, session: SessionDep, settings: SettingsDep,
     request: Request,
@@ -105,7 +108,7 @@ async def pause_agent(
     return _out(control)
 
 
-@router.post("/{name}/resume", response_model=ControlOut)
+@router.post("/{name}/resume", response_model=ControlOut, responses=CONTROL_ERRORS)
 async def resume_agent(
     *, name: AgentPath, session: SessionDep, settings: SettingsDep, temporal: TemporalDep,
     request: Request,
@@ -131,7 +134,7 @@ async def resume_agent(
     return _out(control, detail)
 
 
-@router.post("/{name}/silence", response_model=ControlOut)
+@router.post("/{name}/silence", response_model=ControlOut, responses=BODY_ERRORS)
 async def silence_agent(
     *, name: AgentPath, body: Annotated[SilenceIn, Body()], session: SessionDep,
     settings: SettingsDep, request: Request,

@@ -10,9 +10,10 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from api.deps import SessionDep
+from api.schemas import MAX_ID, NO_NUL, errors
 from db.models import Alert, OrchestratorAction
 
-router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
+router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"], responses=errors(401, 422))
 
 
 class AlertOut(BaseModel):
@@ -38,7 +39,7 @@ async def list_alerts(
     *,
     session: SessionDep,
     status: Literal["open", "acknowledged", "resolved"] | None = None,
-    agent: Annotated[str | None, Query(max_length=64)] = None,
+    agent: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[AlertOut]:
     """Alerts, most recently seen first, filterable by status and agent."""
@@ -50,9 +51,9 @@ async def list_alerts(
     return [AlertOut.model_validate(a, from_attributes=True) for a in await session.scalars(query)]
 
 
-@router.post("/{alert_id}/acknowledge", response_model=AlertOut)
+@router.post("/{alert_id}/acknowledge", response_model=AlertOut, responses=errors(403, 404, 409))
 async def acknowledge_alert(
-    *, alert_id: Annotated[int, Path(ge=1)], session: SessionDep, request: Request
+    *, alert_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep, request: Request
 ) -> AlertOut:
     """Someone is on it: stop the repeat reminders (worse news is still sent)."""
     alert = await session.get(Alert, alert_id)

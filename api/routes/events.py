@@ -17,9 +17,10 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.schemas import MAX_ID, errors
 from db.models import Event
 
-router = APIRouter(prefix="/api/v1", tags=["events"])
+router = APIRouter(prefix="/api/v1", tags=["events"], responses=errors(401, 422))
 POLL_SECONDS = 1.0
 BATCH = 200
 
@@ -60,12 +61,12 @@ async def _stream(
         await asyncio.sleep(POLL_SECONDS)
 
 
-@router.get("/events")
+@router.get("/events", responses={200: {"content": {"text/event-stream": {}}}})
 async def events(
     request: Request,
-    after: Annotated[int, Query(ge=0, description="Send events after this id")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="Send events after this id")] = 0,
     follow: Annotated[bool, Query(description="Keep the stream open for new events")] = True,
-    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_ID)] = None,
 ) -> StreamingResponse:
     """Server-sent events, oldest first from ``after`` (or Last-Event-ID)."""
     start = last_event_id if last_event_id is not None else after

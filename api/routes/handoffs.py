@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import authorize
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.routes.orchestrator import workflow_url
+from api.schemas import MAX_ID, NO_NUL, errors
 from db.models import Handoff
 from orchestrator.handoff_starts import start_handoff
 from orchestrator.signing import SIGNATURE_HEADER, verify
@@ -29,9 +30,12 @@ from pipeline.handoffs import (
 )
 from workflows.handoff import CompleteInput, HandoffWorkflow
 
-router = APIRouter(prefix="/api/v1", tags=["handoffs"])
-callbacks = APIRouter(prefix="/api/v1", tags=["handoffs"])
-HandoffIdPath = Annotated[str, Path(max_length=128, description="prospect:state:micros")]
+router = APIRouter(prefix="/api/v1", tags=["handoffs"], responses=errors(401, 422))
+callbacks = APIRouter(prefix="/api/v1", tags=["handoffs"], responses=errors(401, 422))
+HandoffIdPath = Annotated[
+    str, Path(max_length=128, pattern=NO_NUL, description="prospect:state:micros")
+]
+ACTION_ERRORS = errors(403, 404, 409, 503)
 
 
 class HandoffOut(BaseModel):
@@ -76,10 +80,10 @@ async def list_handoffs(
     *,
     session: SessionDep,
     status: HandoffStatus | None = None,
-    agent: Annotated[str | None, Query(max_length=64)] = None,
-    prospect_id: Annotated[int | None, Query(ge=1)] = None,
+    agent: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    prospect_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
 ) -> HandoffPage:
     """The handoff ledger, newest first, filterable by status, agent and prospect."""
     query = select(Handoff).order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(limit)
@@ -97,10 +101,14 @@ async def list_handoffs(
     return HandoffPage(items=[_out(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/prospects/{prospect_id}/handoff", response_model=ProspectHandoffs)
+@router.get(
+    "/prospects/{prospect_id}/handoff",
+    response_model=ProspectHandoffs,
+    responses=errors(404, 503),
+)
 async def prospect_handoff(
     *,
-    prospect_id: Annotated[int, Path(ge=1)],
+    prospect_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     session: SessionDep,
     settings: SettingsDep,
     temporal: TemporalDep,
@@ -124,7 +132,12 @@ async def prospect_handoff(
     )  # fmt: skip
 
 
-@router.post("/handoffs/{handoff_id}/retry", response_model=ActionResult, status_code=202)
+@router.post(
+    "/handoffs/{handoff_id}/retry",
+    response_model=ActionResult,
+    status_code=202,
+    responses=ACTION_ERRORS,
+)
 async def retry_handoff(
     *, handoff_id: HandoffIdPath, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
 ) -> ActionResult:
@@ -155,7 +168,12 @@ async def retry_handoff(
     return ActionResult(handoff_id=handoff_id, action="restarted", workflow_id=handle.id)
 
 
-@router.post("/handoffs/{handoff_id}/cancel", response_model=ActionResult, status_code=202)
+@router.post(
+    "/handoffs/{handoff_id}/cancel",
+    response_model=ActionResult,
+    status_code=202,
+    responses=ACTION_ERRORS,
+)
 async def cancel_handoff(
     *, handoff_id: HandoffIdPath, session: SessionDep, temporal: TemporalDep
 ) -> ActionResult:
@@ -172,7 +190,12 @@ async def cancel_handoff(
     return ActionResult(handoff_id=handoff_id, action="cancel_requested", workflow_id=handle.id)
 
 
-@callbacks.post("/handoffs/{handoff_id}/complete", response_model=ActionResult, status_code=202)
+@callbacks.post(
+    "/handoffs/{handoff_id}/complete",
+    response_model=ActionResult,
+    status_code=202,
+    responses=ACTION_ERRORS,
+)
 async def complete_handoff(
     *,
     handoff_id: HandoffIdPath,

@@ -16,16 +16,21 @@ from sqlalchemy import func, select
 from activities.handoff_queries import pending_counts
 from activities.health import compute_agent_health
 from api.deps import SessionDep, SettingsDep
+from api.schemas import errors
 from db.models import Alert, CycleHeartbeat, Handoff
 from orchestrator.sdk_metrics import installed_sdk_metrics
 from pipeline.health import HealthStatus
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], responses=errors(401))
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(*, session: SessionDep, settings: SettingsDep) -> Response:
     """Prometheus metrics of the pipeline."""
     registry = CollectorRegistry()

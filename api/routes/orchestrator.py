@@ -12,7 +12,7 @@ from temporalio.client import WorkflowFailureError
 
 from activities.health import compute_agent_health
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
-from api.schemas import ErrorResponse, HealthResponse, RunResponse
+from api.schemas import HealthResponse, RunResponse, errors
 from orchestrator.settings import Settings
 from pipeline.health import overall_status
 from pipeline.modes import UnsupportedModeError, parse_mode
@@ -20,7 +20,7 @@ from workflows.cycle import CycleWorkflow
 from workflows.search_attributes import cycle_attributes
 from workflows.types import CycleInput
 
-router = APIRouter(prefix="/api/v1/orchestrator", tags=["orchestrator"])
+router = APIRouter(prefix="/api/v1/orchestrator", tags=["orchestrator"], responses=errors(401))
 
 
 @router.get("/health", response_model=HealthResponse)
@@ -35,7 +35,7 @@ async def get_health(*, session: SessionDep, settings: SettingsDep) -> HealthRes
     "/run",
     response_model=RunResponse,
     status_code=202,
-    responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses=errors(403, 422, 502, 503, 504),
 )
 async def run_cycle(
     *,

@@ -15,6 +15,7 @@ from temporalio.client import WorkflowFailureError
 
 from activities.reports import load_report
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
+from api.schemas import CalendarDate, errors
 from db.models import PipelineReport as ReportRow
 from orchestrator.settings import Settings
 from pipeline.report_markdown import to_markdown
@@ -23,11 +24,16 @@ from workflows.cycle import CycleWorkflow
 from workflows.search_attributes import cycle_attributes
 from workflows.types import CycleInput
 
-router = APIRouter(prefix="/api/v1/orchestrator", tags=["reports"])
+router = APIRouter(prefix="/api/v1/orchestrator", tags=["reports"], responses=errors(401, 422))
 Kind = Literal["daily", "weekly"]
 Format = Annotated[
     Literal["json", "md"], Query(alias="format", description="json, or md for Markdown")
 ]
+STORED = {
+    200: {"content": {"text/markdown": {"schema": {"type": "string"}}}},
+    **errors(404),
+}
+"""A stored report: JSON, or Markdown with format=md; 404 when none is stored."""
 
 
 class StoredReport(BaseModel):
@@ -61,7 +67,7 @@ async def _respond(session: SessionDep, settings: Settings, kind: Kind, day: dat
     return payload
 
 
-@router.get("/report/today")
+@router.get("/report/today", responses=STORED)
 async def get_today_report(
     *, session: SessionDep, settings: SettingsDep, fmt: Format = "json"
 ) -> Any:
@@ -70,15 +76,15 @@ async def get_today_report(
     return await _respond(session, settings, "daily", today, fmt)
 
 
-@router.get("/report/{report_date}")
+@router.get("/report/{report_date}", responses=STORED)
 async def get_report(
-    *, report_date: date, session: SessionDep, settings: SettingsDep, fmt: Format = "json"
+    *, report_date: CalendarDate, session: SessionDep, settings: SettingsDep, fmt: Format = "json"
 ) -> Any:
     """The stored daily report for a date (YYYY-MM-DD)."""
     return await _respond(session, settings, "daily", report_date, fmt)
 
 
-@router.get("/reports/weekly/latest")
+@router.get("/reports/weekly/latest", responses=STORED)
 async def get_latest_weekly_report(
     *, session: SessionDep, settings: SettingsDep, fmt: Format = "json"
 ) -> Any:
@@ -94,9 +100,9 @@ async def get_latest_weekly_report(
     return await _respond(session, settings, "weekly", date.fromisoformat(day), fmt)
 
 
-@router.get("/reports/weekly/{report_date}")
+@router.get("/reports/weekly/{report_date}", responses=STORED)
 async def get_weekly_report(
-    *, report_date: date, session: SessionDep, settings: SettingsDep, fmt: Format = "json"
+    *, report_date: CalendarDate, session: SessionDep, settings: SettingsDep, fmt: Format = "json"
 ) -> Any:
     """The stored weekly report for a date (the day its 7-day window ended)."""
     return await _respond(session, settings, "weekly", report_date, fmt)
@@ -121,10 +127,12 @@ async def list_reports(
     ]  # fmt: skip
 
 
-@router.post("/reports/{report_date}/generate", status_code=201)
+@router.post(
+    "/reports/{report_date}/generate", status_code=201, responses=errors(403, 502, 503, 504)
+)
 async def generate_report(
     *,
-    report_date: date,
+    report_date: CalendarDate,
     session: SessionDep,
     settings: SettingsDep,
     temporal: TemporalDep,
