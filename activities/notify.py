@@ -18,6 +18,9 @@ from db.models import Notification
 from orchestrator.signing import SIGNATURE_HEADER, sign
 
 log = logging.getLogger("orchestrator.alerts")
+# httpx logs every request's URL at INFO, and a Slack webhook's URL is its secret: whoever
+# imports the senders gets httpx's warnings and errors only, whatever the root level.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 EMOJI = {"opened": ":rotating_light:", "worsened": ":fire:", "repeat": ":hourglass:",
          "resolved": ":white_check_mark:"}  # fmt: skip
@@ -69,6 +72,16 @@ async def _send(row: Notification, config: SinkConfig, http: httpx.AsyncClient) 
     response.raise_for_status()
 
 
+def _describe(exc: Exception, sink: str) -> str:
+    """What went wrong, without the sink's URL: a Slack webhook's URL is its secret, and
+    httpx quotes the URL in its messages."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"{sink} answered HTTP {exc.response.status_code}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"{sink} unreachable: {type(exc).__name__}"
+    return str(exc)[:1000]
+
+
 async def deliver_pending(
     session: AsyncSession, config: SinkConfig, http: httpx.AsyncClient, limit: int = 200
 ) -> Delivery:
@@ -84,7 +97,7 @@ async def deliver_pending(
         try:
             await _send(row, config, http)
         except (httpx.HTTPError, RuntimeError) as exc:
-            row.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+            row.last_error = _describe(exc, row.sink)
             result.failed += 1
             if row.attempts >= config.max_attempts:
                 row.status, result.given_up = "failed", result.given_up + 1

@@ -26,7 +26,7 @@ from orchestrator.services import (
     serve_api_until,
     stop_on_signals,
 )
-from orchestrator.settings import ApiKey, Role, Settings
+from orchestrator.settings import ApiKey, Role, Settings, redact_url
 from orchestrator.temporal_client import connect
 from simulation.runner import run_simulation
 from simulation.scenario import Scenario, simulated_expectations
@@ -150,6 +150,6 @@ def _print_urls(
   API               {api}/api/v1/orchestrator/health
   API docs          {api}/docs   (send X-API-Key: see {settings.state_dir / DEV_KEY_FILE})
   Dashboard         {api}/dashboard   (asks once for the key in that file)
-  Database          {settings.resolved_database_url}
+  Database          {redact_url(settings.resolved_database_url)}
 Press Ctrl-C to stop.
 """)

@@ -6,15 +6,18 @@ Nested groups use ``__`` (for example ``ORCH_HEALTH__ERROR_RATE_FAILING=0.4``). 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import time, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from pipeline.conflicts import ConflictRules
 from pipeline.handoffs import HandoffPolicy, Transport
@@ -200,6 +203,7 @@ class Settings(BaseSettings):
         env_prefix="ORCH_",
         env_nested_delimiter="__",
         extra="ignore",
+        hide_input_in_errors=True,  # errors would echo secrets from the environment
     )
 
     state_dir: Path = DEFAULT_STATE_DIR
@@ -256,11 +260,26 @@ class Settings(BaseSettings):
             raise ValueError(f"expected records per run must be positive: {bad}")
         return value
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """Database URLs carry passwords: shown without them."""
+        for name, value in super().__repr_args__():
+            if name in ("database_url", "ingest_database_url") and value:
+                value = redact_url(value)
+            yield name, value
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.state_dir / 'orchestrator.db').resolve()}"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password masked, for logs and messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
 
 
 @lru_cache

@@ -303,12 +303,6 @@ async def test_a_cycle_with_an_http_agent_and_alert_sinks_shows_no_secret(
     assert leaks_by_place(await cycle_run.texts(), ignore=SLACK_TOKEN) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a Slack webhook URL is its secret, but httpx logs every request URL at INFO "
-    "and a failed delivery stores (and logs at DEBUG) raise_for_status' text, which quotes "
-    "it (activities/notify.py last_error; the httpx logger level in orchestrator/logs.py)",
-)
 async def test_a_failing_slack_delivery_shows_no_webhook_token(cycle_run: CycleRun) -> None:
     assert leaks_by_place(await cycle_run.texts()) == {}
 
@@ -347,21 +341,11 @@ def test_settings_as_text_show_no_key_or_token(tmp_path: Path) -> None:
     assert not [m for m in leaked(*texts) if m != DB_PASSWORD]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Settings.database_url is a plain str, so repr(settings) shows its password "
-    "(orchestrator/settings.py; fix: Field(repr=False) or a SecretStr URL)",
-)
 def test_settings_as_text_show_no_database_password(tmp_path: Path) -> None:
     settings = all_secrets(tmp_path)
     assert not leaked(repr(settings), str(settings))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: pydantic echoes input_value in validation errors, secrets included; the CLI "
-    "prints them (fix: hide_input_in_errors=True in Settings.model_config)",
-)
 def test_settings_validation_errors_show_no_secret() -> None:
     # the secret first: pydantic cuts the echoed input to its first and last 25 characters
     with pytest.raises(ValidationError) as raised:
@@ -435,11 +419,6 @@ async def test_cli_output_shows_no_secret_when_it_works(tmp_path: Path) -> None:
     assert not leaked(*(d.stdout + d.stderr for d in done))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `orchestrator dev` prints the database URL with its password "
-    "(orchestrator/dev.py _print_urls; fix: make_url(...).render_as_string(hide_password=True))",
-)
 def test_dev_banner_shows_no_database_password(tmp_path: Path) -> None:
     from orchestrator.dev import _print_urls
 
@@ -449,11 +428,6 @@ def test_dev_banner_shows_no_database_password(tmp_path: Path) -> None:
     assert not leaked(console.export_text())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the CLI prints the settings' validation error, which echoes the configured "
-    "input, secrets included (orchestrator/settings.py: hide_input_in_errors=True)",
-)
 def test_cli_invalid_configuration_says_what_is_wrong_without_the_secret(tmp_path: Path) -> None:
     endpoints = {"researcher": {"secret": AGENT_SECRET, "transport": "http"}}
     env = {"ORCH_STATE_DIR": str(tmp_path), "ORCH_AGENT_ENDPOINTS": json.dumps(endpoints)}
