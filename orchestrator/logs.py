@@ -137,8 +137,12 @@ def configure_logging(
         root.addHandler(handler)
         root.setLevel(level.upper())
         _context_off_the_message()
+    threshold = logging.getLevelName(level.upper())
     # the SDK's worker logs every poll at DEBUG; keep its warnings
-    logging.getLogger("temporalio").setLevel(max(logging.INFO, logging.getLevelName(level.upper())))
+    logging.getLogger("temporalio").setLevel(max(logging.INFO, threshold))
+    # httpx logs each request's full URL at INFO, and a Slack webhook's URL is its secret;
+    # the HTTP agent trigger logs the answer itself, with its context
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, threshold))
 
 
 def _context_off_the_message() -> None:

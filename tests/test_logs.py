@@ -46,8 +46,8 @@ def captured() -> Iterator[Captured]:
     """Logging set up as the CLI does (``configure_logging``, JSON lines), on a root logger
     emptied of pytest's handlers for the test, plus a text handler beside it."""
     out = Captured(io.StringIO(), io.StringIO())
-    root, temporal = logging.getLogger(), logging.getLogger("temporalio")
-    saved = root.handlers[:], root.level, temporal.level
+    root, temporal, httpx = (logging.getLogger(n) for n in ("", "temporalio", "httpx"))
+    saved = root.handlers[:], root.level, temporal.level, httpx.level
     on_message = activity.logger.activity_info_on_message, workflow.logger.workflow_info_on_message
     root.handlers.clear()
     try:
@@ -62,6 +62,7 @@ def captured() -> Iterator[Captured]:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
         temporal.setLevel(saved[2])
+        httpx.setLevel(saved[3])
         activity.logger.activity_info_on_message = on_message[0]
         workflow.logger.workflow_info_on_message = on_message[1]
 
@@ -133,6 +134,13 @@ def test_log_context_names_prospect_and_agent_only_inside_the_block(
     text = captured.text.getvalue()
     assert "agent call failed  [prospect=5 agent=researcher]\nTraceback" in text
     assert text.rstrip().endswith("tests.logs: afterwards")
+
+
+def test_httpx_request_lines_stay_out_of_the_logs(captured: Captured) -> None:
+    """They quote the whole URL, and a Slack webhook's URL is its secret."""
+    logging.getLogger("httpx").info("HTTP Request: POST https://hooks.slack.com/services/T/B/x")
+    logging.getLogger("httpx").warning("something httpx warns about")
+    assert [line["message"] for line in captured.json_lines()] == ["something httpx warns about"]
 
 
 class _Terminal(io.StringIO):
