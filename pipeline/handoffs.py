@@ -61,7 +61,14 @@ class HandoffPolicy(BaseModel):
     stall_after: timedelta = timedelta(minutes=10)
     hard_timeout: timedelta = timedelta(hours=1)
     blocked_retry_interval: timedelta = timedelta(seconds=30)
-    agent_max_attempts: int = Field(3, ge=1)
+    agent_max_attempts: int = Field(6, ge=1)
+    """Attempts of the agent's activity: 1, 2, 4, 8, 16 s apart (about 30 s in all), so a
+    short database or network blip on the agent's side does not fail the handoff."""
+    attempt_timeout: timedelta = timedelta(minutes=15)
+    """Longest one attempt of the agent's work may take. Without it an answer lost on the
+    way (the agent's worker died, or the Temporal server was down when it answered) would
+    hold the handoff and its lease until ``hard_timeout``; with it the attempt is retried,
+    and the agent skips work it already did for that handoff id."""
     lease_margin: timedelta = timedelta(minutes=5)
     max_chain: int = Field(20, ge=1)
     transports: dict[str, Transport] = {}

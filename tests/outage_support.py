@@ -214,21 +214,30 @@ async def seed(agents: SimulatedAgents, count: int) -> None:
         await agents.prospect()
 
 
-async def start_sweep(client: Client, task_queue: str) -> WorkflowHandle:
+async def start_sweep(client: Client, task_queue: str, mode: str = "handoffs") -> WorkflowHandle:
     return await client.start_workflow(
         CycleWorkflow.run,
-        CycleInput(mode="handoffs"),
-        id=f"outage-sweep-{uuid.uuid4().hex[:8]}",
+        CycleInput(mode=mode),
+        id=f"outage-{mode}-{uuid.uuid4().hex[:8]}",
         task_queue=task_queue,
         result_type=CycleSummary,
     )
 
 
-async def drain(client: Client, task_queue: str, sessionmaker: Sessionmaker, within: float) -> bool:
+async def drain(
+    client: Client,
+    task_queue: str,
+    sessionmaker: Sessionmaker,
+    within: float,
+    *,
+    resolve: bool = False,
+) -> bool:
     """Sweep every few seconds (as the every-5-minutes schedule would) until no handoff is
     open and no prospect waits; ``False`` if that does not happen ``within`` seconds, or
     nothing moves for ``STUCK_AFTER`` seconds (every retry backoff here is at most 30 s, so
-    a minute without change means something is stuck, not waiting)."""
+    a minute without change means something is stuck, not waiting). With ``resolve``, a
+    resolve cycle runs too, as its every-30-minutes schedule would: it restarts handoffs
+    whose workflow was lost (open claims nobody works on)."""
     deadline = time.monotonic() + within
     last, moved = None, time.monotonic()
     while time.monotonic() < deadline and time.monotonic() - moved < STUCK_AFTER:
@@ -238,6 +247,8 @@ async def drain(client: Client, task_queue: str, sessionmaker: Sessionmaker, wit
         if work != last:
             last, moved = work, time.monotonic()
         await start_sweep(client, task_queue)
+        if resolve:
+            await start_sweep(client, task_queue, mode="resolve")
         await asyncio.sleep(2.0)
     return False
 

@@ -168,6 +168,7 @@ class HandoffWorkflow:
         handle = workflow.start_activity(
             PROCESS_PROSPECT, task, task_queue=agent_queue(task.agent), result_type=AgentResult,
             schedule_to_close_timeout=policy.hard_timeout,
+            start_to_close_timeout=min(policy.attempt_timeout, policy.hard_timeout),
             retry_policy=RetryPolicy(maximum_attempts=policy.agent_max_attempts,
                                      maximum_interval=timedelta(seconds=30)),
             summary=f"{task.agent}: {task.from_state} prospect {task.prospect_id}",
