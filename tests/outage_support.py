@@ -53,8 +53,10 @@ from workflows.types import CycleInput, CycleSummary
 
 PROSPECTS = int(os.environ.get("ORCH_CHAOS_PROSPECTS", "200"))
 OUTAGE_SECONDS = float(os.environ.get("ORCH_OUTAGE_SECONDS", "10"))
-DRAIN_WITHIN = 240.0
-STUCK_AFTER = 60.0
+DRAIN_WITHIN = 300.0
+STUCK_AFTER = 150.0
+"""Longer than the longest retry backoff a step can be in (an agent activity at 8 attempts
+waits 1, 2, 4, 8, 16, 30, 30 s), so a quiet spell means stuck, not waiting."""
 SIMULATED = ("hygiene", "researcher", "outreach")
 ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
 RESULTS = Path(__file__).parents[1] / "bench" / "results"
@@ -234,8 +236,7 @@ async def drain(
 ) -> bool:
     """Sweep every few seconds (as the every-5-minutes schedule would) until no handoff is
     open and no prospect waits; ``False`` if that does not happen ``within`` seconds, or
-    nothing moves for ``STUCK_AFTER`` seconds (every retry backoff here is at most 30 s, so
-    a minute without change means something is stuck, not waiting). With ``resolve``, a
+    nothing moves for ``STUCK_AFTER`` seconds. With ``resolve``, a
     resolve cycle runs too, as its every-30-minutes schedule would: it restarts handoffs
     whose workflow was lost (open claims nobody works on)."""
     deadline = time.monotonic() + within

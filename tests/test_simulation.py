@@ -48,7 +48,7 @@ from simulation.scenario import (
     load_scenario,
     simulated_expectations,
 )
-from tests.handoff_support import wait_until
+from tests.handoff_support import wait_until, with_handoffs
 from worker import build_worker
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -433,9 +433,10 @@ async def test_a_failing_researcher_shows_in_health(
         )
         return researched >= 40 and reached >= 1
 
-    async with simulation(
-        client, (sessionmaker, agent_sessionmaker), worker_settings, scenario
-    ) as sim:
+    # two attempts per handoff (not the default six, about 30 s of backoff): the failing
+    # researcher's handoffs end quickly, so the pipeline settles within the test
+    settings = with_handoffs(worker_settings, agent_max_attempts=2)
+    async with simulation(client, (sessionmaker, agent_sessionmaker), settings, scenario) as sim:
         await wait_until(enough, within=45)
         await quiesce(sessionmaker)
         await sim.finish()
