@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -81,12 +81,6 @@ class HandoffWorkflow:
             status=HandoffStatus.PENDING, chain=input.chain,
         )  # fmt: skip
         self._retry_requested, self._completion = False, None
-        workflow.upsert_search_attributes(
-            [
-                PROSPECT_ID.value_set(str(pending.prospect_id)),
-                AGENT_NAME.value_set(pending.to_agent),
-            ]
-        )
         self._set_status(HandoffStatus.PENDING)
         try:
             begun = await self._begin_until_leased(input)
@@ -234,12 +228,26 @@ class HandoffWorkflow:
         assert self._state is not None
         self._state.status, self._state.detail = status, detail
         self._state.updated_at = workflow.now()
-        workflow.upsert_search_attributes([HANDOFF_STATUS.value_set(status.value)])
+        _tag(
+            (PROSPECT_ID, str(self._state.prospect_id)),
+            (AGENT_NAME, self._state.to_agent),
+            (HANDOFF_STATUS, status.value),
+        )
 
     def _closed(self, status: HandoffStatus, detail: str | None) -> HandoffState:
         self._set_status(status, detail)
         assert self._state is not None
         return self._state
+
+
+def _tag(*values: tuple[SearchAttributeKey[str], str]) -> None:
+    """Upsert, in one command, only the search attributes that change: each upsert is an
+    event and a visibility write on the server, which bounds handoff throughput. A handoff
+    started by a sweep already carries its prospect, agent and ``pending``."""
+    current = workflow.info().typed_search_attributes
+    changed = [key.value_set(value) for key, value in values if current.get(key) != value]
+    if changed:
+        workflow.upsert_search_attributes(changed)
 
 
 def _cause(err: ActivityError) -> str:
