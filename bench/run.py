@@ -65,7 +65,7 @@ FULL = {
     "sizes": [10_000, 100_000, 1_000_000],
     "pending_share": 0.1,
     "handoffs": 5000,
-    "chains": 200,
+    "chains": 500,
 }
 
 
@@ -80,6 +80,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pending-share", type=float, help="share of prospects pending")
     parser.add_argument("--handoffs", type=int, help="prospects for the throughput figure")
     parser.add_argument("--chains", type=int, help="chained prospects for the latency figure")
+    parser.add_argument(
+        "--chain-wave", type=int, default=10, help="chains started together (latency figure)"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="timed runs of ours (median)")
     parser.add_argument("--baseline-repeat", type=int, default=3, help="timed runs of the spec")
     parser.add_argument("--backend", choices=["postgres", "sqlite"], default="postgres")
@@ -254,6 +257,7 @@ async def run_benchmarks(
                     handoffs=opts.handoffs,
                     chains=opts.chains,
                     say=say,
+                    chain_wave=opts.chain_wave,
                 )
                 figures += got
                 checks += agreed
