@@ -35,6 +35,7 @@ from pipeline.contract import AgentResult, AgentTask
 from pipeline.handoffs import OPEN_STATUSES
 from simulation.agents import SimulatedAgents
 from simulation.scenario import Behaviour, Scenario
+from tests.outage_support import DRAIN_WITHIN, drain
 from workflows.cycle import CycleWorkflow
 from workflows.types import CycleInput
 
@@ -139,15 +140,9 @@ async def test_worker_killed_repeatedly_loses_and_doubles_nothing(
             worker.wait()
             worker = start_worker(env, log)
             await sweep(client, task_queue)
-        drained_at = None
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            open_handoffs, waiting = await open_work(sessionmaker)
-            if open_handoffs == 0 and waiting == 0:
-                drained_at = time.monotonic()
-                break
-            await sweep(client, task_queue)
-            await asyncio.sleep(1.0)
+        # a new sweep whenever the last one finished, until nothing is open or waiting
+        drained = await drain(client, task_queue, sessionmaker, DRAIN_WITHIN)
+        drained_at = time.monotonic() if drained else None
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(30)
     assert drained_at is not None, f"not drained: {await open_work(sessionmaker)}"
