@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -30,6 +29,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from orchestrator.devserver import DevServer
 from simulation.agents import SimulatedAgents
+from tests.api_support import free_port
 from tests.handoff_support import wait_until
 from tests.outage_support import (
     DRAIN_WITHIN,
@@ -78,16 +78,10 @@ def restart_cluster() -> Iterator[PgCluster]:
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[DevServer]:
     """A dev server of this test's own, on a fixed port, its state in a file."""
-    dev = DevServer(state_dir=tmp_path / "temporal", port=_free_port(), headless=True)
+    dev = DevServer(state_dir=tmp_path / "temporal", port=free_port(), headless=True)
     await dev.start()
     yield dev
     await dev.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def connect(server: DevServer) -> Client:

@@ -17,10 +17,7 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections import Counter
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -35,13 +32,17 @@ from pipeline.contract import AgentResult, AgentTask
 from pipeline.handoffs import OPEN_STATUSES
 from simulation.agents import SimulatedAgents
 from simulation.scenario import Behaviour, Scenario
-from tests.outage_support import DRAIN_WITHIN, drain
-from workflows.cycle import CycleWorkflow
-from workflows.types import CycleInput
+from tests.outage_support import (
+    DRAIN_WITHIN,
+    drain,
+    open_work,
+    seed,
+    start_sweep,
+    start_worker,
+)
 
 PROSPECTS = int(os.environ.get("ORCH_CHAOS_PROSPECTS", "200"))
 KILLS = int(os.environ.get("ORCH_CHAOS_KILLS", "2"))
-ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
 
 
 class CountingAgents:
@@ -59,43 +60,6 @@ class CountingAgents:
             return await inner(task)
 
         return counted
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [str(ORCHESTRATOR), "worker"],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-async def sweep(client: Client, task_queue: str) -> None:
-    await client.start_workflow(
-        CycleWorkflow.run,
-        CycleInput(mode="handoffs"),
-        id=f"chaos-sweep-{uuid.uuid4().hex[:8]}",
-        task_queue=task_queue,
-    )
-
-
-async def seed(sessionmaker, agents: SimulatedAgents, count: int) -> None:
-    while agents.created < count:
-        await agents.prospect()
-
-
-async def open_work(sessionmaker) -> tuple[int, int]:
-    async with sessionmaker() as session:
-        open_handoffs = await session.scalar(
-            select(func.count()).select_from(Handoff).where(Handoff.finished_at.is_(None))
-        )
-        waiting = await session.scalar(
-            select(func.count())
-            .select_from(Prospect)
-            .where(Prospect.status.in_(("identified", "needs_scoring")))
-        )
-    return open_handoffs or 0, waiting or 0
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -130,16 +94,16 @@ async def test_worker_killed_repeatedly_loses_and_doubles_nothing(
         for name in ("hygiene", "researcher", "outreach"):
             runtime = AgentRuntime(name, recorder)
             await stack.enter_async_context(runtime.worker(client, counting.process(name)))
-        await seed(sessionmaker, agents, PROSPECTS)
+        await seed(agents, PROSPECTS)
         worker = start_worker(env, log)
         task_queue = worker_settings.temporal.task_queue
-        await sweep(client, task_queue)
+        await start_sweep(client, task_queue)
         for _ in range(KILLS):
             await asyncio.sleep(chance.uniform(0.5, 2.0))
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
             worker = start_worker(env, log)
-            await sweep(client, task_queue)
+            await start_sweep(client, task_queue)
         # a new sweep whenever the last one finished, until nothing is open or waiting
         drained = await drain(client, task_queue, sessionmaker, DRAIN_WITHIN)
         drained_at = time.monotonic() if drained else None

@@ -81,7 +81,7 @@ class CycleWorkflow:
             summary.steps_done.append(step.value)
         summary.upkeep = await self._after(summary)
         summary.finished_at = workflow.now()
-        _record_duration(summary)
+        _record_duration(summary.mode, summary.finished_at - summary.started_at)
         self._progress.step = "done"
         return summary
 
@@ -231,12 +231,10 @@ def _cause(err: ActivityError) -> str:
     return str(cause) or type(cause).__name__
 
 
-def _record_duration(summary: CycleSummary) -> None:
+def _record_duration(mode: str, took: timedelta) -> None:
     """The SDK's workflow meter records nothing while replaying, so each cycle counts once,
     from its first start to its end across continue-as-new runs."""
-    if summary.finished_at is None:
-        return
     histogram = workflow.metric_meter().create_histogram_timedelta(
         CYCLE_DURATION, "One orchestration cycle, start to end"
     )
-    histogram.record(summary.finished_at - summary.started_at, {"mode": summary.mode})
+    histogram.record(took, {"mode": mode})
