@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -314,3 +315,38 @@ class StateViolation(Base):
     first_seen: Mapped[datetime]
     last_seen: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+
+
+class AgentRunHour(Base):
+    """One agent's ``agent_runs`` of one settled hour, as the sums and counts the health
+    window is made of (averages kept as sum and count so hours add up exactly): 24 of these
+    rows stand for a day of runs. Written, invalidated and pruned by
+    activities/health_rollup.py; an hour without a row here is read from ``agent_runs``."""
+
+    __tablename__ = "agent_run_hours"
+
+    agent_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    """Start of the hour, UTC; the row covers runs started in [hour, hour + 1 h)."""
+    runs: Mapped[int]
+    errors: Mapped[int]
+    successes: Mapped[int]
+    running: Mapped[int]
+    """Runs still running when the hour was sealed: fewer later means one finished, and the
+    hour is sealed again."""
+    records_sum: Mapped[int] = mapped_column(BigInteger)
+    records_n: Mapped[int]
+    duration_sum: Mapped[float] = mapped_column(Float)
+    duration_n: Mapped[int]
+    sealed_at: Mapped[datetime]
+
+
+class AgentRunRollupMark(Base):
+    """The newest ``agent_runs`` id at each rollup refresh: later refreshes look at the rows
+    past an older mark for runs that arrived in hours already sealed."""
+
+    __tablename__ = "agent_run_rollup_marks"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    max_run_id: Mapped[int] = mapped_column(BigInteger)
+    recorded_at: Mapped[datetime]

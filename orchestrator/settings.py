@@ -95,6 +95,17 @@ class AlertSettings(BaseModel):
         )
 
 
+class HealthSettings(HealthThresholds):
+    """The health thresholds (see ``HealthThresholds``) plus how the hourly rollup of
+    ``agent_runs`` is kept (activities/health_rollup.py)."""
+
+    rollup_settle: timedelta = Field(timedelta(hours=1), ge=timedelta(0))
+    """How long after an hour ends before it is rolled up. Runs written late (by an agent
+    that writes its row when the run ends) mostly land within it, so few rolled-up hours
+    have to be redone; hours not rolled up are read from ``agent_runs``, so a longer settle
+    costs time, never accuracy."""
+
+
 class BreakerSettings(BaseModel):
     enabled: bool = True
     cooldown: timedelta = timedelta(minutes=10)
@@ -218,7 +229,7 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_EXPECTED_RECORDS),
         description="Agent name -> expected records per run, in pipeline order.",
     )
-    health: HealthThresholds = HealthThresholds()
+    health: HealthSettings = HealthSettings()
     handoffs: HandoffSettings = HandoffSettings()
     reports: ReportSettings = ReportSettings()
     validation: ValidationSettings = ValidationSettings()
