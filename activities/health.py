@@ -4,6 +4,11 @@ Two queries whatever the number of runs: one aggregate over the window for every
 one union of index seeks for each agent's latest success, latest failure and first run. The
 spec loads every run of the last 24 hours into Python and counts there; at a million runs a
 day that is the difference between milliseconds and minutes.
+
+The window aggregate reads the hours already rolled up from ``agent_run_hours`` and only the
+rest from ``agent_runs`` (activities/health_rollup.py); the scheduled check refreshes the
+rollup first. ``rollup=False`` aggregates every run, as before: the oracle the tests compare
+with.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from sqlalchemy import Select, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.health_rollup import RollupPolicy, Totals, refresh_rollup, window_totals
 from db.models import AgentRun
 from db.types import seconds_between
+from orchestrator.settings import HealthSettings
 from pipeline.health import (
     AgentHealth,
     HealthMetrics,
@@ -60,10 +67,14 @@ async def compute_agent_health(
     expected: Mapping[str, int],
     thresholds: HealthThresholds,
     as_of: datetime,
+    *,
+    rollup: bool = True,
 ) -> list[AgentHealth]:
-    """Health of every configured agent at ``as_of``, in the configured order."""
+    """Health of every configured agent at ``as_of``, in the configured order. The rollup
+    is read as it is (never refreshed here: API reads stay read-only)."""
     names = list(expected)
-    stats = await _window_stats(session, names, as_of - thresholds.window, as_of)
+    window_stats = _window_stats if rollup else _raw_window_stats
+    stats = await window_stats(session, names, as_of - thresholds.window, as_of)
     milestones = await _milestones(session, names, as_of)
     return [
         _agent_health(
@@ -81,6 +92,25 @@ async def compute_agent_health(
 async def _window_stats(
     session: AsyncSession, names: Sequence[str], start: datetime, end: datetime
 ) -> dict[str, _WindowStats]:
+    """Runs started in [start, end], per agent: rollup rows where sealed, runs elsewhere."""
+    totals = await window_totals(session, names, start, end)
+    return {name: _stats_of(t) for name, t in totals.items()}
+
+
+def _stats_of(t: Totals) -> _WindowStats:
+    return _WindowStats(
+        runs=t.runs,
+        errors=t.errors,
+        successes=t.successes,
+        avg_records=t.records_sum / t.records_n if t.records_n else 0.0,
+        avg_duration=t.duration_sum / t.duration_n if t.duration_n else 0.0,
+    )
+
+
+async def _raw_window_stats(
+    session: AsyncSession, names: Sequence[str], start: datetime, end: datetime
+) -> dict[str, _WindowStats]:
+    """Every run of the window aggregated from ``agent_runs``: what the rollup must equal."""
     completed = AgentRun.status == COMPLETED
     records = func.coalesce(AgentRun.records_processed, 0)
     query = (
@@ -212,15 +242,17 @@ class HealthActivities:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         expected: Mapping[str, int],
-        thresholds: HealthThresholds,
+        settings: HealthSettings,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._expected = dict(expected)
-        self._thresholds = thresholds
+        self._thresholds = settings
+        self._rollup = RollupPolicy(window=settings.window, settle=settings.rollup_settle)
 
     @activity.defn(name="compute_agent_health")
     async def compute_agent_health(self, input: ComputeHealthInput) -> HealthSnapshot:
         as_of = input.as_of or datetime.now(UTC)
+        await self._refresh_rollup()
         async with self._sessionmaker() as session:
             agents = await compute_agent_health(session, self._expected, self._thresholds, as_of)
         activity.logger.info(
@@ -229,3 +261,23 @@ class HealthActivities:
             ", ".join(f"{a.agent_name} {a.status.value}" for a in agents),
         )
         return HealthSnapshot(as_of=as_of, agents=agents)
+
+    async def _refresh_rollup(self) -> None:
+        """Bring the rollup up to date, in its own transaction, at the real present (not
+        ``as_of``: sealing is about what the database holds now). Best effort: the check
+        is right without it, only slower, so a failure is a warning and not a retry."""
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                done = await refresh_rollup(
+                    session, list(self._expected), self._rollup, datetime.now(UTC)
+                )
+        except Exception:  # any failure: the check below reads whatever is not sealed
+            activity.logger.warning("health rollup refresh failed", exc_info=True)
+            return
+        if done.sealed or done.invalidated:
+            activity.logger.info(
+                "health rollup: %d agent-hours sealed, %d invalidated, %d pruned",
+                done.sealed,
+                done.invalidated,
+                done.pruned,
+            )

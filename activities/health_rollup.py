@@ -1,0 +1,453 @@
+"""An hourly rollup of ``agent_runs`` for the health window, kept in ``agent_run_hours``.
+
+Why: the health check aggregates every run of its 24-hour window, and at a million runs a day
+that is 0.27 s of PostgreSQL reading rows. An hour that is over hardly changes, so each one is
+summed once per agent (runs, errors, successes, and each average as a sum and a count, so
+hours add up to exactly what one aggregate over the window gives) and the check reads at most
+24 of those rows per agent, plus the runs of the hours that are not rolled up.
+
+Reading (:func:`window_totals`) never relies on the rollup being fresh: an (agent, hour)
+without a row is read from ``agent_runs``, in the same single statement, by ``started_at``
+ranges that the (agent_name, started_at) index serves.
+
+Refreshing (:func:`refresh_rollup`, before each scheduled health check) runs in one
+transaction that one refresh at a time holds:
+
+1. Invalidate sealed hours that changed. A run that arrived after its hour was sealed (an
+   agent that writes its row when the run ends, the ingestion endpoint posting old runs) is
+   among the rows whose id is past a watermark; a run that was ``running`` when its hour was
+   sealed and has finished since shows as a changed count of running rows. Such hours are
+   deleted and sealed again below. (Sealing waits for no run to finish: a run left
+   ``running`` by an agent that crashed would otherwise keep its hour raw for good, and the
+   benchmark's data has such runs in every hour.)
+2. Seal every (agent, hour) of the retention span (window + 24 h) that ended at least
+   ``settle`` ago and has no row: one aggregate per hour for all the agents missing it, zero
+   rows included (an hour without runs is a fact too).
+3. Prune rollup rows older than the span; record a mark (newest run id, now); prune marks.
+
+The watermark is the newest mark recorded at least ``LATE_LAG`` before the newest mark, that
+is, before the previous refresh. A row committed after the previous refresh looked took its
+id at most ``LATE_LAG`` before that refresh (no agent transaction stays open longer), so its
+id is past the watermark. A watermark taken ``LATE_LAG`` before *now* would not do: with
+refreshes 15 minutes apart, a row whose id was taken just before one refresh and committed
+just after would be skipped by every later one. Until such a mark exists (the first two
+refreshes of a new database, ``LATE_LAG`` apart) nothing is sealed.
+
+What a refresh does not see (the residual limits):
+
+- a finished run *updated* or deleted after its hour was sealed (records corrected, a
+  completed run turned failed): the hour keeps the old figures until it leaves the span;
+- a run whose transaction stayed open longer than ``LATE_LAG`` between taking its id and
+  committing, or worker clocks more than ``LATE_LAG`` apart; rows written with explicit ids
+  below ids already committed: such a late row can go unseen the same way;
+- between a change and the next refresh, readers that do not refresh (the API, reports) see
+  a sealed hour as it was sealed; the scheduled check refreshes first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Float,
+    Select,
+    String,
+    Subquery,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    literal,
+    select,
+    true,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.expression import FunctionElement
+
+from db.dialect import insert_for
+from db.models import AgentRun, AgentRunHour, AgentRunRollupMark
+from db.types import UTCDateTime, seconds_between
+
+HOUR = timedelta(hours=1)
+TICK = timedelta(microseconds=1)
+"""The resolution of stored times: ``< end + TICK`` is ``<= end``."""
+LATE_LAG = timedelta(minutes=5)
+"""The longest an agent's transaction may hold a run id before committing it."""
+RETENTION_MARGIN = timedelta(hours=24)
+"""Hours kept beyond the window, for checks judged a little in the past."""
+RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+LOCK_KEY = 0x6F72_6368_0000_0001
+"""PostgreSQL advisory lock that makes refreshes take turns ("orch" + 1)."""
+SUMS = ("runs", "errors", "successes", "records_sum", "records_n", "duration_sum", "duration_n")
+
+
+@dataclass(frozen=True)
+class RollupPolicy:
+    window: timedelta
+    settle: timedelta
+
+    @property
+    def retention(self) -> timedelta:
+        return self.window + RETENTION_MARGIN
+
+
+@dataclass
+class Totals:
+    """One agent's runs over some span, as sums and counts that add across hours."""
+
+    runs: int = 0
+    errors: int = 0
+    successes: int = 0
+    records_sum: int = 0
+    records_n: int = 0
+    duration_sum: float = 0.0
+    duration_n: int = 0
+
+    def add(self, row: Sequence[Any]) -> None:
+        for name, value in zip(SUMS, row, strict=True):
+            kind = float if name == "duration_sum" else int
+            setattr(self, name, getattr(self, name) + kind(value or 0))
+
+
+@dataclass
+class RefreshResult:
+    skipped: bool = False
+    """Another refresh held the lock; this one did nothing."""
+    watermark: int | None = None
+    invalidated: int = 0
+    sealed: int = 0
+    pruned: int = 0
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+async def window_totals(
+    session: AsyncSession, names: Sequence[str], start: datetime, end: datetime
+) -> dict[str, Totals]:
+    """Totals of each agent's runs started in [start, end]: rollup rows for the whole hours
+    that have one, ``agent_runs`` for everything else, in one statement."""
+    if not names:
+        return {}
+    first, last = _ceil_hour(start), _floor_hour(end)
+    query: Select[Any] = _raw_part(names, _pieces(start, end, first, last))
+    if first < last:
+        query = union_all(query, _rolled_part(names, first, last))  # type: ignore[assignment]
+    totals: dict[str, Totals] = {}
+    for name, *sums in (await session.execute(query)).all():
+        totals.setdefault(name, Totals()).add(sums)
+    return totals
+
+
+def _pieces(
+    start: datetime, end: datetime, first: datetime, last: datetime
+) -> list[tuple[datetime, datetime, bool]]:
+    """The window as half-open ``started_at`` ranges: the leading part hour, each whole hour
+    (flagged: the rollup may hold it) and the trailing part up to and including ``end``."""
+    if first >= last:
+        return [(start, end + TICK, False)]
+    lead = [(start, first, False)] if start < first else []
+    whole = [(h, h + HOUR, True) for h in _hours(first, last)]
+    return [*lead, *whole, (last, end + TICK, False)]
+
+
+def _raw_part(names: Sequence[str], pieces: list[tuple[datetime, datetime, bool]]) -> Select[Any]:
+    """Runs in every piece of every agent that no rollup row stands for. The pieces without
+    a row are found first (a few hundred rows at most), then each is one index range."""
+    agents = _names(names)
+    grid = _literal_rows(
+        "pieces",
+        [{"lo": lo, "hi": hi, "whole": whole} for lo, hi, whole in pieces],
+        {"lo": UTCDateTime(), "hi": UTCDateTime(), "whole": Boolean()},
+    )
+    sealed = aliased(AgentRunHour)
+    covered = and_(sealed.agent_name == agents.c.agent_name, sealed.hour == grid.c.lo, grid.c.whole)
+    open_pieces = (
+        select(agents.c.agent_name, grid.c.lo, grid.c.hi)
+        .select_from(agents.join(grid, true()).outerjoin(sealed, covered))
+        .where(sealed.agent_name.is_(None))
+        .subquery("open_pieces")
+    )
+    in_piece = and_(
+        AgentRun.agent_name == open_pieces.c.agent_name,
+        AgentRun.started_at >= open_pieces.c.lo,
+        AgentRun.started_at < open_pieces.c.hi,
+    )
+    return (
+        select(open_pieces.c.agent_name, *_run_sums().values())
+        .select_from(open_pieces.join(AgentRun, in_piece))
+        .group_by(open_pieces.c.agent_name)
+    )
+
+
+def _rolled_part(names: Sequence[str], first: datetime, last: datetime) -> Select[Any]:
+    h = AgentRunHour
+    return (
+        select(
+            h.agent_name,
+            func.sum(h.runs),
+            func.sum(h.errors),
+            func.sum(h.successes),
+            cast(func.sum(h.records_sum), BigInteger),
+            func.sum(h.records_n),
+            cast(func.sum(h.duration_sum), Float),
+            func.sum(h.duration_n),
+        )
+        .where(h.agent_name.in_(names), h.hour >= first, h.hour < last)
+        .group_by(h.agent_name)
+    )
+
+
+def _run_sums() -> dict[str, ColumnElement[Any]]:
+    """The health window's aggregates over ``agent_runs``, as sums and counts. Impossible
+    values an agent may report (negative counts, ending before it started) are left out of
+    the averages, as the all-raw aggregate in activities/health.py leaves them out."""
+    completed = AgentRun.status == COMPLETED
+    records = func.coalesce(AgentRun.records_processed, 0)
+    good_records = completed & (records >= 0)
+    good_duration = completed & (AgentRun.completed_at >= AgentRun.started_at)
+    duration = seconds_between(AgentRun.started_at, AgentRun.completed_at)
+    return {
+        "runs": func.count(AgentRun.id),
+        "errors": _count_if(AgentRun.status == FAILED),
+        "successes": _count_if(completed),
+        "records_sum": cast(func.coalesce(func.sum(case((good_records, records))), 0), BigInteger),
+        "records_n": _count_if(good_records),
+        "duration_sum": cast(func.coalesce(func.sum(case((good_duration, duration))), 0), Float),
+        "duration_n": _count_if(good_duration),
+    }
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.count(case((condition, 1)))
+
+
+# --- refreshing -----------------------------------------------------------------------------
+
+
+async def refresh_rollup(
+    session: AsyncSession, names: Sequence[str], policy: RollupPolicy, now: datetime
+) -> RefreshResult:
+    """Invalidate, seal, prune and mark, as the module docstring says. The caller commits."""
+    if not await _take_turn(session):
+        return RefreshResult(skipped=True)
+    newest_id = await session.scalar(select(func.coalesce(func.max(AgentRun.id), 0)))
+    watermark = await _watermark(session)
+    lo, hi = _floor_hour(now - policy.retention), _floor_hour(now - policy.settle)
+    result = RefreshResult(watermark=None if watermark is None else watermark[0])
+    if watermark is None:
+        # nothing tells which sealed hours saw every row: start again from an empty rollup
+        result.invalidated = (await session.execute(delete(AgentRunHour))).rowcount
+    else:
+        sealed = await _sealed(session, names, lo)
+        stale = await _late(session, names, watermark[0], lo) | await _finished(
+            session, names, lo, sealed
+        )
+        stale &= sealed.keys()
+        await _delete(session, stale)
+        result.invalidated = len(stale)
+        result.sealed = await _seal(session, names, _hours(lo, hi), sealed.keys() - stale, now)
+    result.pruned = await _prune(session, lo, None if watermark is None else watermark[1])
+    session.add(AgentRunRollupMark(max_run_id=newest_id or 0, recorded_at=now))
+    await session.flush()
+    return result
+
+
+async def _take_turn(session: AsyncSession) -> bool:
+    """One refresh at a time: a refresh that deleted a seal another had not yet committed
+    would leave that seal without the row that invalidated it. PostgreSQL: an advisory lock
+    held to the end of the transaction (busy means another refresh is doing the work).
+    SQLite: a first write takes the database's write lock (a concurrent refresh waits for
+    it), so the reads that follow see what an earlier refresh committed."""
+    if session.bind.dialect.name == "postgresql":
+        return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(LOCK_KEY))))
+    await session.execute(delete(AgentRunRollupMark).where(AgentRunRollupMark.id < 0))
+    return True
+
+
+async def _watermark(session: AsyncSession) -> tuple[int, datetime] | None:
+    """(max run id, recorded at) of the newest mark recorded at least ``LATE_LAG`` before
+    the newest mark; None when there is none yet."""
+    m = AgentRunRollupMark
+    marks = (await session.execute(select(m.max_run_id, m.recorded_at).order_by(m.id))).all()
+    if not marks:
+        return None
+    limit = max(at for _, at in marks) - LATE_LAG
+    older = [(run_id, at) for run_id, at in marks if at <= limit]
+    return max(older, key=lambda mark: mark[1]) if older else None
+
+
+async def _sealed(
+    session: AsyncSession, names: Sequence[str], lo: datetime
+) -> dict[tuple[str, datetime], int]:
+    """Sealed (agent, hour) of the span, with the runs that were running when sealed."""
+    h = AgentRunHour
+    query = select(h.agent_name, h.hour, h.running).where(h.agent_name.in_(names), h.hour >= lo)
+    return {(name, hour): running for name, hour, running in await session.execute(query)}
+
+
+async def _late(
+    session: AsyncSession, names: Sequence[str], watermark: int, lo: datetime
+) -> set[tuple[str, datetime]]:
+    """(agent, hour) of every run past the watermark: the primary key finds them."""
+    hour = epoch_hour(AgentRun.started_at)
+    query = (
+        select(AgentRun.agent_name, hour)
+        .where(AgentRun.id > watermark, AgentRun.agent_name.in_(names), AgentRun.started_at >= lo)
+        .distinct()
+    )
+    return {(name, _from_epoch_hour(n)) for name, n in await session.execute(query)}
+
+
+async def _finished(
+    session: AsyncSession,
+    names: Sequence[str],
+    lo: datetime,
+    sealed: dict[tuple[str, datetime], int],
+) -> set[tuple[str, datetime]]:
+    """Sealed hours whose running runs are not the number sealed: one finished (or one
+    arrived late). The (agent_name, status, ...) index finds the running runs."""
+    hour = epoch_hour(AgentRun.started_at)
+    query = (
+        select(AgentRun.agent_name, hour, func.count())
+        .where(
+            AgentRun.agent_name.in_(names),
+            AgentRun.status == RUNNING,
+            AgentRun.started_at >= lo,
+        )
+        .group_by(AgentRun.agent_name, hour)
+    )
+    now_running = {
+        (name, _from_epoch_hour(n)): count for name, n, count in await session.execute(query)
+    }
+    return {key for key, running in sealed.items() if now_running.get(key, 0) != running}
+
+
+async def _delete(session: AsyncSession, keys: Iterable[tuple[str, datetime]]) -> None:
+    keys = list(keys)
+    if keys:
+        h = AgentRunHour
+        await session.execute(delete(h).where(tuple_(h.agent_name, h.hour).in_(keys)))
+
+
+async def _seal(
+    session: AsyncSession,
+    names: Sequence[str],
+    hours: list[datetime],
+    kept: set[tuple[str, datetime]],
+    now: datetime,
+) -> int:
+    """Seal the (agent, hour) pairs not kept: one statement per hour; how many were sealed."""
+    sealed = 0
+    for hour in hours:
+        missing = [name for name in names if (name, hour) not in kept]
+        if missing:
+            await session.execute(_seal_statement(session, missing, hour, now))
+            sealed += len(missing)
+    return sealed
+
+
+def _seal_statement(
+    session: AsyncSession, names: Sequence[str], hour: datetime, now: datetime
+) -> Any:
+    """INSERT ... SELECT of one hour's sums for ``names`` (zeros for an agent without runs).
+    On conflict the newer sums win, so two writers of one hour agree."""
+    agents = _names(names)
+    in_hour = and_(
+        AgentRun.agent_name == agents.c.agent_name,
+        AgentRun.started_at >= hour,
+        AgentRun.started_at < hour + HOUR,
+    )
+    sums = _run_sums()
+    body = (
+        select(
+            agents.c.agent_name,
+            literal(hour, UTCDateTime()),
+            *sums.values(),
+            _count_if(AgentRun.status == RUNNING),
+            literal(now, UTCDateTime()),
+        )
+        .select_from(agents.outerjoin(AgentRun, in_hour))
+        # SQLite reads an ON after a bare SELECT as a join's; a WHERE ends the SELECT
+        .where(agents.c.agent_name.is_not(None))
+        .group_by(agents.c.agent_name)
+    )
+    columns = ["agent_name", "hour", *sums, "running", "sealed_at"]
+    insert = insert_for(session, AgentRunHour).from_select(columns, body)
+    return insert.on_conflict_do_update(
+        index_elements=["agent_name", "hour"],
+        set_={name: insert.excluded[name] for name in columns[2:]},
+    )
+
+
+async def _prune(session: AsyncSession, lo: datetime, watermark_at: datetime | None) -> int:
+    """Rollup rows older than the span; marks older than the watermark (it stays)."""
+    pruned = await session.execute(delete(AgentRunHour).where(AgentRunHour.hour < lo))
+    if watermark_at is not None:
+        m = AgentRunRollupMark
+        await session.execute(delete(m).where(m.recorded_at < watermark_at))
+    return int(pruned.rowcount or 0)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _names(names: Sequence[str]) -> Subquery:
+    return _literal_rows("agents", [{"agent_name": n} for n in names], {"agent_name": String()})
+
+
+def _literal_rows(name: str, rows: list[dict[str, Any]], types: dict[str, Any]) -> Subquery:
+    """A small table of bound values, as a UNION ALL of one-row SELECTs (SQLite cannot name
+    the columns of a VALUES list)."""
+    selects = [select(*(literal(v, types[k]).label(k) for k, v in row.items())) for row in rows]
+    return (union_all(*selects) if len(selects) > 1 else selects[0]).subquery(name)
+
+
+def _floor_hour(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(t: datetime) -> datetime:
+    floor = _floor_hour(t)
+    return floor if floor == t else floor + HOUR
+
+
+def _hours(first: datetime, last: datetime) -> list[datetime]:
+    """Hour starts in [first, last)."""
+    count = max(0, int((last - first) / HOUR))
+    return [first + i * HOUR for i in range(count)]
+
+
+def _from_epoch_hour(n: int) -> datetime:
+    return datetime.fromtimestamp(int(n) * 3600, UTC)
+
+
+class epoch_hour(FunctionElement[int]):
+    """``epoch_hour(t)``: whole hours from 1970-01-01 UTC to ``t``, to group runs by hour in
+    the database (only where few groups come back; sealing uses ``started_at`` ranges)."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(epoch_hour, "postgresql")
+def _epoch_hour_pg(element: epoch_hour, compiler: Any, **kw: Any) -> str:
+    (value,) = list(element.clauses)
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {compiler.process(value, **kw)}) / 3600) AS BIGINT)"
+
+
+@compiles(epoch_hour, "sqlite")
+def _epoch_hour_sqlite(element: epoch_hour, compiler: Any, **kw: Any) -> str:
+    (value,) = list(element.clauses)
+    return f"(CAST(strftime('%s', {compiler.process(value, **kw)}) AS INTEGER) / 3600)"
