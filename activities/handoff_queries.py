@@ -5,6 +5,7 @@ in Python."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,32 +40,47 @@ def not_yet_handed_off() -> ColumnElement[bool]:
     )
 
 
+@dataclass(frozen=True)
+class PendingWindow:
+    """One page of the finder: the pending handoffs among the next prospects in id order."""
+
+    items: list[PendingHandoff]
+    next_cursor: int | None
+    """Where the next page starts (after this id); ``None`` once no prospect is left."""
+
+
 async def find_pending_page(
     session: AsyncSession,
     after_id: int | None,
     limit: int,
     triggers: Mapping[str, HandoffTrigger] = HANDOFF_TRIGGERS,
-) -> list[PendingHandoff]:
-    """One keyset page of prospects waiting for a handoff, in id order.
+) -> PendingWindow:
+    """Pending handoffs among the next ``limit`` prospects in a trigger state, in id order.
 
-    One seek per trigger state on ``(status, id)`` where not deleted, each limited, merged:
-    a page costs the same at the start of a sweep of 100,000 prospects as at its end (an OR
-    over the states made the database scan and sort what remained, page after page)."""
+    Two steps, so each candidate is judged once: the ``limit``-th candidate's id, read from
+    the ``(status, id)`` index alone (one seek per trigger state), bounds the page; then the
+    full rules (tier, contact email, not yet handed off) run on that id range only. Judging
+    ``limit`` rows per state and keeping the first ``limit`` of the merge did the expensive
+    part up to six times over (2.1 s for 100,000 pending on PostgreSQL)."""
+    bound = await _page_bound(session, after_id, limit, triggers)
+    if bound is None:
+        return PendingWindow(items=[], next_cursor=None)
+    upper, full = bound
     parts = []
     for trigger in triggers.values():
-        part = (
-            select(Prospect.id, Prospect.status, Prospect.status_changed_at)
-            .where(Prospect.deleted_at.is_(None), trigger_clause(trigger), not_yet_handed_off())
-            .order_by(Prospect.id)
-            .limit(limit)
+        part = select(Prospect.id, Prospect.status, Prospect.status_changed_at).where(
+            Prospect.deleted_at.is_(None),
+            trigger_clause(trigger),
+            not_yet_handed_off(),
+            Prospect.id <= upper,
         )
         if after_id is not None:
             part = part.where(Prospect.id > after_id)
-        parts.append(select(part.subquery()))
+        parts.append(part)
     merged = union_all(*parts).subquery()
     query = select(merged.c.id, merged.c.status, merged.c.status_changed_at)
-    rows = (await session.execute(query.order_by(merged.c.id).limit(limit))).all()
-    return [
+    rows = (await session.execute(query.order_by(merged.c.id))).all()
+    items = [
         PendingHandoff(
             prospect_id=pid,
             from_state=status,
@@ -73,6 +89,35 @@ async def find_pending_page(
         )
         for pid, status, entered in rows
     ]
+    return PendingWindow(items=items, next_cursor=upper if full else None)
+
+
+async def _page_bound(
+    session: AsyncSession,
+    after_id: int | None,
+    limit: int,
+    triggers: Mapping[str, HandoffTrigger],
+) -> tuple[int, bool] | None:
+    """The id of the ``limit``-th live prospect after ``after_id`` in a trigger state, and
+    whether there were that many (``False``: the page reaches the end); ``None`` if none."""
+    parts = []
+    for state in triggers:
+        part = (
+            select(Prospect.id)
+            .where(Prospect.deleted_at.is_(None), Prospect.status == state)
+            .order_by(Prospect.id)
+            .limit(limit)
+        )
+        if after_id is not None:
+            part = part.where(Prospect.id > after_id)
+        parts.append(select(part.subquery()))
+    merged = union_all(*parts).subquery()
+    ids = select(merged.c.id).order_by(merged.c.id).limit(limit).subquery()
+    row = (await session.execute(select(func.max(ids.c.id), func.count()))).one()
+    upper, found = row
+    if upper is None:
+        return None
+    return int(upper), found >= limit
 
 
 async def pending_for_prospect(

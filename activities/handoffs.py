@@ -302,11 +302,11 @@ class HandoffActivities:
         async with self._sessionmaker() as session:
             # a page never holds more children than one run may start
             page_size = min(page_size, max_children)
-            items = await find_pending_page(session, input.after_id, page_size)
-            deferred = await deferrals(session, items, _now(), self._cooldown)
-        cursor = items[-1].prospect_id if len(items) == page_size else None
+            found = await find_pending_page(session, input.after_id, page_size)
+            deferred = await deferrals(session, found.items, _now(), self._cooldown)
         return PendingPage(
-            items=items, next_cursor=cursor, deferred=deferred, policy=self._policy,
+            items=found.items, next_cursor=found.next_cursor, deferred=deferred,
+            policy=self._policy,
             page_size=page_size, max_children_per_run=max_children, start_batch=batch,
         )  # fmt: skip
 

@@ -9,7 +9,12 @@ import pytest
 from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from activities.handoff_queries import find_pending_page, pending_for_prospect, why_not_pending
+from activities.handoff_queries import (
+    PendingWindow,
+    find_pending_page,
+    pending_for_prospect,
+    why_not_pending,
+)
 from activities.handoffs import (
     BeginInput,
     BeginResult,
@@ -33,6 +38,12 @@ def ago(minutes: float) -> datetime:
 
 
 async def find(sessionmaker: Maker, after_id: int | None = None, limit: int = PAGE):
+    return (await find_window(sessionmaker, after_id, limit)).items
+
+
+async def find_window(
+    sessionmaker: Maker, after_id: int | None = None, limit: int = PAGE
+) -> PendingWindow:
     async with sessionmaker() as session:
         return await find_pending_page(session, after_id, limit)
 
@@ -263,14 +274,32 @@ async def test_keyset_pages_cover_every_pending_prospect_once_in_id_order(
     pages: list[list[int]] = []
     after: int | None = None
     while True:
-        page = [p.prospect_id for p in await find(sessionmaker, after, limit=10)]
-        if not page:
+        window = await find_window(sessionmaker, after, limit=10)
+        pages.append([p.prospect_id for p in window.items])
+        if window.next_cursor is None:
             break
-        pages.append(page)
-        after = page[-1]
-        assert len(pages) <= 4, "paging does not end"
-    assert [len(p) for p in pages] == [10, 10, 5]
+        assert window.next_cursor >= max(pages[-1], default=0)
+        after = window.next_cursor
+        assert len(pages) <= 7, "paging does not end"
+    # 63 live prospects sit in a trigger state (25 qualify; 13 scored C and 25 without an
+    # email do not): windows of 10 of them, each judged once
+    assert len(pages) == 7
+    assert all(len(page) <= 10 for page in pages)
     assert [pid for page in pages for pid in page] == expected
+
+
+async def test_a_window_of_prospects_that_do_not_qualify_is_empty_but_not_the_end(
+    sessionmaker, agent_sessionmaker
+) -> None:
+    noise = [prospect("scored", tier="C", pid=pid) for pid in range(1, 6)]
+    await add(agent_sessionmaker, *flat(*noise, prospect("identified", pid=9)))
+
+    first = await find_window(sessionmaker, None, limit=5)
+    assert first == PendingWindow(items=[], next_cursor=5)
+    rest = await find_window(sessionmaker, first.next_cursor, limit=5)
+    assert [p.prospect_id for p in rest.items] == [9]
+    assert rest.next_cursor is None
+    assert await find_window(sessionmaker, 9, limit=5) == PendingWindow(items=[], next_cursor=None)
 
 
 # --- the ledger: one handoff per entry into a state ----------------------------------------
@@ -626,7 +655,7 @@ async def test_finish_returns_no_next_handoff_otherwise(
 # --- set-based ----------------------------------------------------------------------------
 
 
-async def test_finder_issues_one_statement_whatever_the_number_of_prospects(
+async def test_finder_issues_two_statements_whatever_the_number_of_prospects(
     engine: AsyncEngine, sessionmaker, agent_sessionmaker
 ) -> None:
     statements: list[str] = []
@@ -651,5 +680,5 @@ async def test_finder_issues_one_statement_whatever_the_number_of_prospects(
 
     small = await statements_for(1, 20)
     large = await statements_for(21, 1980)
-    assert small == (1, 20)
-    assert large == (1, 2000)
+    assert small == (2, 20)
+    assert large == (2, 2000)
