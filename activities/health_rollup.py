@@ -141,7 +141,8 @@ async def window_totals(
     if not names:
         return {}
     first, last = _ceil_hour(start), _floor_hour(end)
-    query: Select[Any] = _raw_part(names, _pieces(start, end, first, last))
+    dialect = session.bind.dialect.name
+    query: Select[Any] = _raw_part(names, _pieces(start, end, first, last), dialect)
     if first < last:
         query = union_all(query, _rolled_part(names, first, last))  # type: ignore[assignment]
     totals: dict[str, Totals] = {}
@@ -162,9 +163,12 @@ def _pieces(
     return [*lead, *whole, (last, end + TICK, False)]
 
 
-def _raw_part(names: Sequence[str], pieces: list[tuple[datetime, datetime, bool]]) -> Select[Any]:
+def _raw_part(
+    names: Sequence[str], pieces: list[tuple[datetime, datetime, bool]], dialect: str
+) -> Select[Any]:
     """Runs in every piece of every agent that no rollup row stands for. The pieces without
-    a row are found first (a few hundred rows at most), then each is one index range."""
+    a row are found first, in a subquery planned on its own (``OFFSET 0``: a few hundred
+    rows at most), then each piece is one range of the (agent_name, started_at) index."""
     agents = _names(names)
     grid = _literal_rows(
         "pieces",
@@ -177,6 +181,7 @@ def _raw_part(names: Sequence[str], pieces: list[tuple[datetime, datetime, bool]
         select(agents.c.agent_name, grid.c.lo, grid.c.hi)
         .select_from(agents.join(grid, true()).outerjoin(sealed, covered))
         .where(sealed.agent_name.is_(None))
+        .offset(0)
         .subquery("open_pieces")
     )
     in_piece = and_(
@@ -184,9 +189,18 @@ def _raw_part(names: Sequence[str], pieces: list[tuple[datetime, datetime, bool]
         AgentRun.started_at >= open_pieces.c.lo,
         AgentRun.started_at < open_pieces.c.hi,
     )
+    sums = [expr.label(name) for name, expr in _run_sums().items()]
+    by_agent = select(open_pieces.c.agent_name)
+    if dialect != "postgresql":  # SQLite joins by nested loops: one index range per piece
+        return (
+            by_agent.add_columns(*sums).join(AgentRun, in_piece).group_by(open_pieces.c.agent_name)
+        )
+    # PostgreSQL cannot estimate ranges that come from a join and would hash every run of
+    # the table against the pieces; an aggregate per piece (LATERAL) is one range scan each
+    per_piece = select(*sums).where(in_piece).lateral("per_piece")
     return (
-        select(open_pieces.c.agent_name, *_run_sums().values())
-        .select_from(open_pieces.join(AgentRun, in_piece))
+        by_agent.add_columns(*(func.sum(per_piece.c[name]) for name in SUMS))
+        .join(per_piece, true())
         .group_by(open_pieces.c.agent_name)
     )
 
