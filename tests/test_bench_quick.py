@@ -18,6 +18,7 @@ def expected_keys(sizes: list[int], pending_share: float, temporal: bool) -> set
     for n in sizes:
         keys |= {f"health.time.{n}", f"health.memory.{n}", f"report.time.{n}"}
         keys |= {f"report.memory.{n}", f"pending.time.{round(n * pending_share)}"}
+        keys |= {f"rollup.build.{n}", f"rollup.refresh.{n}"}
     if temporal:
         keys |= {"handoff.throughput", "handoff.latency.p50", "handoff.latency.p99"}
     return keys
@@ -34,7 +35,7 @@ def assert_complete(document: dict, out: Path, temporal: bool) -> None:
         if key.startswith(("health.", "report.", "pending.")):
             assert f["other"] is not None and f["ratio"] is not None, key
     names = " ".join(c["name"] for c in saved["checks"])
-    wanted = ["health hygiene", "report by status", "pending handoffs"]
+    wanted = ["health hygiene", "health through the rollup", "report by status", "pending handoffs"]
     wanted += ["throughput", "latency"] if temporal else []
     assert all(part in names for part in wanted), names
 
