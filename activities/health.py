@@ -6,9 +6,9 @@ spec loads every run of the last 24 hours into Python and counts there; at a mil
 day that is the difference between milliseconds and minutes.
 
 The window aggregate reads the hours already rolled up from ``agent_run_hours`` and only the
-rest from ``agent_runs`` (activities/health_rollup.py); the scheduled check refreshes the
-rollup first. ``rollup=False`` aggregates every run, as before: the oracle the tests compare
-with.
+rest from ``agent_runs`` (activities/health_window.py); the scheduled check refreshes the
+rollup first (activities/health_rollup.py). ``rollup=False`` aggregates every run, as
+before: the oracle the tests compare with.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from sqlalchemy import Select, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.health_rollup import RollupPolicy, Totals, refresh_rollup, window_totals
+from activities.health_rollup import RollupPolicy, refresh_rollup
+from activities.health_window import Totals, window_totals
 from db.models import AgentRun
 from db.types import seconds_between
 from orchestrator.settings import HealthSettings

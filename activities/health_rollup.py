@@ -6,9 +6,9 @@ summed once per agent (runs, errors, successes, and each average as a sum and a 
 hours add up to exactly what one aggregate over the window gives) and the check reads at most
 24 of those rows per agent, plus the runs of the hours that are not rolled up.
 
-Reading (:func:`window_totals`) never relies on the rollup being fresh: an (agent, hour)
-without a row is read from ``agent_runs``, in the same single statement, by ``started_at``
-ranges that the (agent_name, started_at) index serves.
+Reading (activities/health_window.py) never relies on the rollup being fresh: an (agent,
+hour) without a row is read from ``agent_runs``, in the same single statement, by
+``started_at`` ranges that the (agent_name, started_at) index serves.
 
 Refreshing (:func:`refresh_rollup`, before each scheduled health check) runs in one
 transaction that one refresh at a time holds:
@@ -46,50 +46,37 @@ What a refresh does not see (the residual limits):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    ColumnElement,
-    Float,
-    Select,
-    String,
-    Subquery,
-    and_,
-    case,
-    cast,
-    delete,
-    func,
-    literal,
-    select,
-    true,
-    tuple_,
-    union_all,
-)
+from sqlalchemy import and_, delete, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql.expression import FunctionElement
+from sqlalchemy.types import BigInteger
 
+from activities.health_window import (
+    HOUR,
+    RUNNING,
+    agents_table,
+    count_if,
+    floor_hour,
+    hour_starts,
+    run_sums,
+)
 from db.dialect import insert_for
 from db.models import AgentRun, AgentRunHour, AgentRunRollupMark
-from db.types import UTCDateTime, seconds_between
+from db.types import UTCDateTime
 
-HOUR = timedelta(hours=1)
-TICK = timedelta(microseconds=1)
-"""The resolution of stored times: ``< end + TICK`` is ``<= end``."""
 LATE_LAG = timedelta(minutes=5)
 """The longest an agent's transaction may hold a run id before committing it."""
 RETENTION_MARGIN = timedelta(hours=24)
 """Hours kept beyond the window, for checks judged a little in the past."""
-RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 LOCK_KEY = 0x6F72_6368_0000_0001
 """PostgreSQL advisory lock that makes refreshes take turns ("orch" + 1)."""
-SUMS = ("runs", "errors", "successes", "records_sum", "records_n", "duration_sum", "duration_n")
+HourKey = tuple[str, datetime]
 
 
 @dataclass(frozen=True)
@@ -103,24 +90,6 @@ class RollupPolicy:
 
 
 @dataclass
-class Totals:
-    """One agent's runs over some span, as sums and counts that add across hours."""
-
-    runs: int = 0
-    errors: int = 0
-    successes: int = 0
-    records_sum: int = 0
-    records_n: int = 0
-    duration_sum: float = 0.0
-    duration_n: int = 0
-
-    def add(self, row: Sequence[Any]) -> None:
-        for name, value in zip(SUMS, row, strict=True):
-            kind = float if name == "duration_sum" else int
-            setattr(self, name, getattr(self, name) + kind(value or 0))
-
-
-@dataclass
 class RefreshResult:
     skipped: bool = False
     """Another refresh held the lock; this one did nothing."""
@@ -128,126 +97,6 @@ class RefreshResult:
     invalidated: int = 0
     sealed: int = 0
     pruned: int = 0
-
-
-# --- reading --------------------------------------------------------------------------------
-
-
-async def window_totals(
-    session: AsyncSession, names: Sequence[str], start: datetime, end: datetime
-) -> dict[str, Totals]:
-    """Totals of each agent's runs started in [start, end]: rollup rows for the whole hours
-    that have one, ``agent_runs`` for everything else, in one statement."""
-    if not names:
-        return {}
-    first, last = _ceil_hour(start), _floor_hour(end)
-    dialect = session.bind.dialect.name
-    query: Select[Any] = _raw_part(names, _pieces(start, end, first, last), dialect)
-    if first < last:
-        query = union_all(query, _rolled_part(names, first, last))  # type: ignore[assignment]
-    totals: dict[str, Totals] = {}
-    for name, *sums in (await session.execute(query)).all():
-        totals.setdefault(name, Totals()).add(sums)
-    return totals
-
-
-def _pieces(
-    start: datetime, end: datetime, first: datetime, last: datetime
-) -> list[tuple[datetime, datetime, bool]]:
-    """The window as half-open ``started_at`` ranges: the leading part hour, each whole hour
-    (flagged: the rollup may hold it) and the trailing part up to and including ``end``."""
-    if first >= last:
-        return [(start, end + TICK, False)]
-    lead = [(start, first, False)] if start < first else []
-    whole = [(h, h + HOUR, True) for h in _hours(first, last)]
-    return [*lead, *whole, (last, end + TICK, False)]
-
-
-def _raw_part(
-    names: Sequence[str], pieces: list[tuple[datetime, datetime, bool]], dialect: str
-) -> Select[Any]:
-    """Runs in every piece of every agent that no rollup row stands for. The pieces without
-    a row are found first, in a subquery planned on its own (``OFFSET 0``: a few hundred
-    rows at most), then each piece is one range of the (agent_name, started_at) index."""
-    agents = _names(names)
-    grid = _literal_rows(
-        "pieces",
-        [{"lo": lo, "hi": hi, "whole": whole} for lo, hi, whole in pieces],
-        {"lo": UTCDateTime(), "hi": UTCDateTime(), "whole": Boolean()},
-    )
-    sealed = aliased(AgentRunHour)
-    covered = and_(sealed.agent_name == agents.c.agent_name, sealed.hour == grid.c.lo, grid.c.whole)
-    open_pieces = (
-        select(agents.c.agent_name, grid.c.lo, grid.c.hi)
-        .select_from(agents.join(grid, true()).outerjoin(sealed, covered))
-        .where(sealed.agent_name.is_(None))
-        .offset(0)
-        .subquery("open_pieces")
-    )
-    in_piece = and_(
-        AgentRun.agent_name == open_pieces.c.agent_name,
-        AgentRun.started_at >= open_pieces.c.lo,
-        AgentRun.started_at < open_pieces.c.hi,
-    )
-    sums = [expr.label(name) for name, expr in _run_sums().items()]
-    by_agent = select(open_pieces.c.agent_name)
-    if dialect != "postgresql":  # SQLite joins by nested loops: one index range per piece
-        return (
-            by_agent.add_columns(*sums).join(AgentRun, in_piece).group_by(open_pieces.c.agent_name)
-        )
-    # PostgreSQL cannot estimate ranges that come from a join and would hash every run of
-    # the table against the pieces; an aggregate per piece (LATERAL) is one range scan each
-    per_piece = select(*sums).where(in_piece).lateral("per_piece")
-    return (
-        by_agent.add_columns(*(func.sum(per_piece.c[name]) for name in SUMS))
-        .join(per_piece, true())
-        .group_by(open_pieces.c.agent_name)
-    )
-
-
-def _rolled_part(names: Sequence[str], first: datetime, last: datetime) -> Select[Any]:
-    h = AgentRunHour
-    return (
-        select(
-            h.agent_name,
-            func.sum(h.runs),
-            func.sum(h.errors),
-            func.sum(h.successes),
-            cast(func.sum(h.records_sum), BigInteger),
-            func.sum(h.records_n),
-            cast(func.sum(h.duration_sum), Float),
-            func.sum(h.duration_n),
-        )
-        .where(h.agent_name.in_(names), h.hour >= first, h.hour < last)
-        .group_by(h.agent_name)
-    )
-
-
-def _run_sums() -> dict[str, ColumnElement[Any]]:
-    """The health window's aggregates over ``agent_runs``, as sums and counts. Impossible
-    values an agent may report (negative counts, ending before it started) are left out of
-    the averages, as the all-raw aggregate in activities/health.py leaves them out."""
-    completed = AgentRun.status == COMPLETED
-    records = func.coalesce(AgentRun.records_processed, 0)
-    good_records = completed & (records >= 0)
-    good_duration = completed & (AgentRun.completed_at >= AgentRun.started_at)
-    duration = seconds_between(AgentRun.started_at, AgentRun.completed_at)
-    return {
-        "runs": func.count(AgentRun.id),
-        "errors": _count_if(AgentRun.status == FAILED),
-        "successes": _count_if(completed),
-        "records_sum": cast(func.coalesce(func.sum(case((good_records, records))), 0), BigInteger),
-        "records_n": _count_if(good_records),
-        "duration_sum": cast(func.coalesce(func.sum(case((good_duration, duration))), 0), Float),
-        "duration_n": _count_if(good_duration),
-    }
-
-
-def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.count(case((condition, 1)))
-
-
-# --- refreshing -----------------------------------------------------------------------------
 
 
 async def refresh_rollup(
@@ -258,20 +107,14 @@ async def refresh_rollup(
         return RefreshResult(skipped=True)
     newest_id = await session.scalar(select(func.coalesce(func.max(AgentRun.id), 0)))
     watermark = await _watermark(session)
-    lo, hi = _floor_hour(now - policy.retention), _floor_hour(now - policy.settle)
+    lo, hi = floor_hour(now - policy.retention), floor_hour(now - policy.settle)
     result = RefreshResult(watermark=None if watermark is None else watermark[0])
     if watermark is None:
         # nothing tells which sealed hours saw every row: start again from an empty rollup
-        result.invalidated = (await session.execute(delete(AgentRunHour))).rowcount
+        result.invalidated = int((await session.execute(delete(AgentRunHour))).rowcount or 0)
     else:
-        sealed = await _sealed(session, names, lo)
-        stale = await _late(session, names, watermark[0], lo) | await _finished(
-            session, names, lo, sealed
-        )
-        stale &= sealed.keys()
-        await _delete(session, stale)
-        result.invalidated = len(stale)
-        result.sealed = await _seal(session, names, _hours(lo, hi), sealed.keys() - stale, now)
+        kept, result.invalidated = await _invalidate(session, names, watermark[0], lo)
+        result.sealed = await _seal(session, names, hour_starts(lo, hi), kept, now)
     result.pruned = await _prune(session, lo, None if watermark is None else watermark[1])
     session.add(AgentRunRollupMark(max_run_id=newest_id or 0, recorded_at=now))
     await session.flush()
@@ -279,11 +122,12 @@ async def refresh_rollup(
 
 
 async def _take_turn(session: AsyncSession) -> bool:
-    """One refresh at a time: a refresh that deleted a seal another had not yet committed
-    would leave that seal without the row that invalidated it. PostgreSQL: an advisory lock
-    held to the end of the transaction (busy means another refresh is doing the work).
-    SQLite: a first write takes the database's write lock (a concurrent refresh waits for
-    it), so the reads that follow see what an earlier refresh committed."""
+    """One refresh at a time. Otherwise one could find a late run while another's seal of
+    its hour is not yet committed, have nothing to delete, and the seal, committed after,
+    would never count the run. PostgreSQL: an advisory lock held to the end of the
+    transaction (busy: another refresh is doing the work, this one stands aside). SQLite: a
+    first write takes the database's write lock (a concurrent refresh waits for it), so the
+    reads that follow see what an earlier refresh committed."""
     if session.bind.dialect.name == "postgresql":
         return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(LOCK_KEY))))
     await session.execute(delete(AgentRunRollupMark).where(AgentRunRollupMark.id < 0))
@@ -302,9 +146,21 @@ async def _watermark(session: AsyncSession) -> tuple[int, datetime] | None:
     return max(older, key=lambda mark: mark[1]) if older else None
 
 
-async def _sealed(
-    session: AsyncSession, names: Sequence[str], lo: datetime
-) -> dict[tuple[str, datetime], int]:
+async def _invalidate(
+    session: AsyncSession, names: Sequence[str], watermark: int, lo: datetime
+) -> tuple[set[HourKey], int]:
+    """Delete the sealed hours that changed since they were sealed; the sealed hours kept
+    and how many were deleted."""
+    sealed = await _sealed(session, names, lo)
+    late = await _late(session, names, watermark, lo)
+    stale = (late | await _finished(session, names, lo, sealed)) & sealed.keys()
+    if stale:
+        h = AgentRunHour
+        await session.execute(delete(h).where(tuple_(h.agent_name, h.hour).in_(list(stale))))
+    return sealed.keys() - stale, len(stale)
+
+
+async def _sealed(session: AsyncSession, names: Sequence[str], lo: datetime) -> dict[HourKey, int]:
     """Sealed (agent, hour) of the span, with the runs that were running when sealed."""
     h = AgentRunHour
     query = select(h.agent_name, h.hour, h.running).where(h.agent_name.in_(names), h.hour >= lo)
@@ -313,7 +169,7 @@ async def _sealed(
 
 async def _late(
     session: AsyncSession, names: Sequence[str], watermark: int, lo: datetime
-) -> set[tuple[str, datetime]]:
+) -> set[HourKey]:
     """(agent, hour) of every run past the watermark: the primary key finds them."""
     hour = epoch_hour(AgentRun.started_at)
     query = (
@@ -328,8 +184,8 @@ async def _finished(
     session: AsyncSession,
     names: Sequence[str],
     lo: datetime,
-    sealed: dict[tuple[str, datetime], int],
-) -> set[tuple[str, datetime]]:
+    sealed: dict[HourKey, int],
+) -> set[HourKey]:
     """Sealed hours whose running runs are not the number sealed: one finished (or one
     arrived late). The (agent_name, status, ...) index finds the running runs."""
     hour = epoch_hour(AgentRun.started_at)
@@ -348,18 +204,11 @@ async def _finished(
     return {key for key, running in sealed.items() if now_running.get(key, 0) != running}
 
 
-async def _delete(session: AsyncSession, keys: Iterable[tuple[str, datetime]]) -> None:
-    keys = list(keys)
-    if keys:
-        h = AgentRunHour
-        await session.execute(delete(h).where(tuple_(h.agent_name, h.hour).in_(keys)))
-
-
 async def _seal(
     session: AsyncSession,
     names: Sequence[str],
     hours: list[datetime],
-    kept: set[tuple[str, datetime]],
+    kept: set[HourKey],
     now: datetime,
 ) -> int:
     """Seal the (agent, hour) pairs not kept: one statement per hour; how many were sealed."""
@@ -377,19 +226,19 @@ def _seal_statement(
 ) -> Any:
     """INSERT ... SELECT of one hour's sums for ``names`` (zeros for an agent without runs).
     On conflict the newer sums win, so two writers of one hour agree."""
-    agents = _names(names)
+    agents = agents_table(names)
     in_hour = and_(
         AgentRun.agent_name == agents.c.agent_name,
         AgentRun.started_at >= hour,
         AgentRun.started_at < hour + HOUR,
     )
-    sums = _run_sums()
+    sums = run_sums()
     body = (
         select(
             agents.c.agent_name,
             literal(hour, UTCDateTime()),
             *sums.values(),
-            _count_if(AgentRun.status == RUNNING),
+            count_if(AgentRun.status == RUNNING),
             literal(now, UTCDateTime()),
         )
         .select_from(agents.outerjoin(AgentRun, in_hour))
@@ -415,32 +264,6 @@ async def _prune(session: AsyncSession, lo: datetime, watermark_at: datetime | N
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def _names(names: Sequence[str]) -> Subquery:
-    return _literal_rows("agents", [{"agent_name": n} for n in names], {"agent_name": String()})
-
-
-def _literal_rows(name: str, rows: list[dict[str, Any]], types: dict[str, Any]) -> Subquery:
-    """A small table of bound values, as a UNION ALL of one-row SELECTs (SQLite cannot name
-    the columns of a VALUES list)."""
-    selects = [select(*(literal(v, types[k]).label(k) for k, v in row.items())) for row in rows]
-    return (union_all(*selects) if len(selects) > 1 else selects[0]).subquery(name)
-
-
-def _floor_hour(t: datetime) -> datetime:
-    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _ceil_hour(t: datetime) -> datetime:
-    floor = _floor_hour(t)
-    return floor if floor == t else floor + HOUR
-
-
-def _hours(first: datetime, last: datetime) -> list[datetime]:
-    """Hour starts in [first, last)."""
-    count = max(0, int((last - first) / HOUR))
-    return [first + i * HOUR for i in range(count)]
 
 
 def _from_epoch_hour(n: int) -> datetime:
