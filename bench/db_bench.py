@@ -148,10 +148,10 @@ class DbBench:
             async with self.sm() as session:
                 page = await find_pending_page(session, cursor, PAGE_SIZE)
             pages.append(time.perf_counter() - began)
-            found.update((p.prospect_id, p.from_state, p.to_agent) for p in page)
-            if len(page) < PAGE_SIZE:
+            found.update((p.prospect_id, p.from_state, p.to_agent) for p in page.items)
+            if page.next_cursor is None:
                 return found, pages
-            cursor = page[-1].prospect_id
+            cursor = page.next_cursor
 
     async def spec_pending(self) -> set[tuple[int, str, str]]:
         async with self.sm() as session:
