@@ -13,7 +13,8 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.agent_http import HttpAgentActivities
 from activities.alerts import NotifyPolicy
@@ -125,7 +126,20 @@ def build_worker(
         max_cached_workflows=settings.worker.max_cached_workflows,
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         max_concurrent_local_activities=settings.worker.max_concurrent_local_activities,
+        unsandboxed_workflow_runner=(
+            SandboxedWorkflowRunner()
+            if settings.worker.sandbox_all
+            else UnsandboxedWorkflowRunner()
+        ),
     )
+
+
+def unsandboxed_runner(settings: Settings) -> WorkflowRunner:
+    """What runs the workflows defined outside the sandbox (the handoff): the sandbox itself
+    when ``ORCH_WORKER__SANDBOX_ALL`` is on, as under test."""
+    if settings.worker.sandbox_all:
+        return SandboxedWorkflowRunner()
+    return UnsandboxedWorkflowRunner()
 
 
 async def prepare_namespace(client: Client, settings: Settings) -> None:

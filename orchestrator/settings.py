@@ -173,6 +173,12 @@ class WorkerSettings(BaseModel):
     max_concurrent_local_activities: int = Field(200, ge=1)
     """The handoffs' database steps; bounded by ``database_pool_size`` in practice."""
 
+    sandbox_all: bool = False
+    """Run the handoff workflow in the SDK's determinism sandbox too (the cycle always runs
+    in it). The handoff is the hot path, one instance per handoff, and the sandbox re-imports
+    its module for each one; the test suite turns this on, so a non-deterministic call in
+    the handoff still fails there before it ships."""
+
 
 class TracingSettings(BaseModel):
     """OpenTelemetry tracing: off unless an OTLP endpoint is given."""

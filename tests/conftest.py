@@ -25,6 +25,9 @@ from tests.pg import PgCluster, PostgresUnavailable, as_role, start_cluster
 from workflows.search_attributes import ALL
 
 REQUIRE_POSTGRES = os.environ.get("ORCH_REQUIRE_POSTGRES") == "1"
+# every workflow runs in the SDK's determinism sandbox under test, the handoff too (in
+# production it runs outside it, for speed); worker subprocesses inherit this
+os.environ.setdefault("ORCH_WORKER__SANDBOX_ALL", "true")
 BACKENDS = ["sqlite", "postgres"]
 ROLES = Roles()
 

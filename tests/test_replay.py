@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from workflows.cycle import CycleWorkflow
 from workflows.handoff import HandoffWorkflow
@@ -43,8 +44,11 @@ def test_every_workflow_type_has_a_recorded_history() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays_without_nondeterminism(path: Path) -> None:
     workflow_type, history = load(path)
-    replayer = Replayer(workflows=WORKFLOW_TYPES[workflow_type],
-                        data_converter=pydantic_data_converter)  # fmt: skip
+    replayer = Replayer(
+        workflows=WORKFLOW_TYPES[workflow_type],
+        data_converter=pydantic_data_converter,
+        unsandboxed_workflow_runner=SandboxedWorkflowRunner(),  # the handoff too, under test
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 
