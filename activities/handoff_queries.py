@@ -57,29 +57,25 @@ async def find_pending_page(
 ) -> PendingWindow:
     """Pending handoffs among the next ``limit`` prospects in a trigger state, in id order.
 
-    Two steps, so each candidate is judged once: the ``limit``-th candidate's id, read from
-    the ``(status, id)`` index alone (one seek per trigger state), bounds the page; then the
-    full rules (tier, contact email, not yet handed off) run on that id range only. Judging
-    ``limit`` rows per state and keeping the first ``limit`` of the merge did the expensive
-    part up to six times over (2.1 s for 100,000 pending on PostgreSQL)."""
+    Two statements, so each prospect is read once per sweep: the ``limit``-th candidate's id,
+    read from the ``(status, id)`` index alone (one seek per trigger state), bounds the page;
+    then one pass over that id range applies the full rules (tier, contact email, not yet
+    handed off). Judging ``limit`` rows per state and keeping the first ``limit`` of the
+    merge did the expensive part up to six times over: at 100,000 pending among a million
+    prospects, 2.5 s for all pages against 1.3 s (PostgreSQL, ``ANALYZE``d)."""
     bound = await _page_bound(session, after_id, limit, triggers)
     if bound is None:
         return PendingWindow(items=[], next_cursor=None)
     upper, full = bound
-    parts = []
-    for trigger in triggers.values():
-        part = select(Prospect.id, Prospect.status, Prospect.status_changed_at).where(
-            Prospect.deleted_at.is_(None),
-            trigger_clause(trigger),
-            not_yet_handed_off(),
-            Prospect.id <= upper,
-        )
-        if after_id is not None:
-            part = part.where(Prospect.id > after_id)
-        parts.append(part)
-    merged = union_all(*parts).subquery()
-    query = select(merged.c.id, merged.c.status, merged.c.status_changed_at)
-    rows = (await session.execute(query.order_by(merged.c.id))).all()
+    query = select(Prospect.id, Prospect.status, Prospect.status_changed_at).where(
+        Prospect.deleted_at.is_(None),
+        Prospect.id <= upper,
+        or_(*(trigger_clause(t) for t in triggers.values())),
+        not_yet_handed_off(),
+    )
+    if after_id is not None:
+        query = query.where(Prospect.id > after_id)
+    rows = (await session.execute(query.order_by(Prospect.id))).all()
     items = [
         PendingHandoff(
             prospect_id=pid,
