@@ -12,7 +12,9 @@ runs and no warm-up; peak memory from one more run under ``tracemalloc``):
    answer at once) against the ceiling, an empty one-activity workflow on the same server;
    goal ≥ half the ceiling;
 5. latency from an agent returning to the next agent's call starting, over chained handoffs
-   (hygiene → researcher → outreach); goal p50 < 1 s.
+   (hygiene → researcher → outreach); goal p50 < 1 s;
+6. the worker process's memory over one sweep of ``--sweep`` prospects (``bench.memory_bench``):
+   flat once its workflow cache has filled.
 
 Every size is also a correctness oracle: ours and the baseline must agree on the counts, error
 rates, averages and pending sets (``bench.db_bench``; what differs by design is not compared).
@@ -20,9 +22,11 @@ The exit status is 1 when they disagree, never because of a timing.
 
 Sizes (each size N loads N prospects and N agent runs into a fresh database):
 
-- ``--quick``: 500 and 2,000; 500 pending at 2,000; 200 handoffs; under 2 minutes.
-- default: 10,000 and 100,000; 1,000 handoffs; about 10 minutes on PostgreSQL (2 cores).
-- ``--full``: 10,000, 100,000 and 1,000,000 (100,000 pending); 5,000 handoffs. Loading the
+- ``--quick``: 500 and 2,000; 500 pending at 2,000; 200 handoffs; no sweep; under 2 minutes.
+- default: 10,000 and 100,000; 1,000 handoffs; a sweep of 10,000; about 16 minutes on
+  PostgreSQL (2 cores).
+- ``--full``: 10,000, 100,000 and 1,000,000 (100,000 pending); 5,000 handoffs; a sweep of
+  100,000 (over an hour by itself at about 27 handoffs a second). Loading the
   million (about 8M rows) takes several minutes, the baseline's report and health check at a
   million take minutes each; plan on an hour or more.
 - ``--sizes 10000,50000`` for any list.
@@ -59,13 +63,20 @@ from db.migrate import upgrade
 from db.models import AgentRun, Base, Prospect
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
-QUICK = {"sizes": [500, 2000], "pending_share": 0.25, "handoffs": 200, "chains": 50}
-MEDIUM = {"sizes": [10_000, 100_000], "pending_share": 0.1, "handoffs": 1000, "chains": 100}
+QUICK = {"sizes": [500, 2000], "pending_share": 0.25, "handoffs": 200, "chains": 50, "sweep": 0}
+MEDIUM = {
+    "sizes": [10_000, 100_000],
+    "pending_share": 0.1,
+    "handoffs": 1000,
+    "chains": 100,
+    "sweep": 10_000,
+}
 FULL = {
     "sizes": [10_000, 100_000, 1_000_000],
     "pending_share": 0.1,
     "handoffs": 5000,
     "chains": 500,
+    "sweep": 100_000,
 }
 
 
@@ -81,6 +92,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--handoffs", type=int, help="prospects for the throughput figure")
     parser.add_argument("--chains", type=int, help="chained prospects for the latency figure")
     parser.add_argument(
+        "--sweep", type=int, help="prospects in the worker-memory sweep (figure 6; 0 skips it)"
+    )
+    parser.add_argument(
         "--chain-wave", type=int, default=10, help="chains started together (latency figure)"
     )
     parser.add_argument("--repeat", type=int, default=5, help="timed runs of ours (median)")
@@ -91,7 +105,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("ORCH_DATABASE_URL"),
         help="an EMPTY database to use instead of a throwaway one (default: ORCH_DATABASE_URL)",
     )
-    parser.add_argument("--no-temporal", action="store_true", help="skip figures 4 and 5")
+    parser.add_argument("--no-temporal", action="store_true", help="skip figures 4 to 6")
     parser.add_argument("--out", type=Path, default=RESULTS)
     opts = parser.parse_args(argv)
     preset = QUICK if opts.quick else FULL if opts.full else MEDIUM
@@ -99,7 +113,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         opts.sizes = [int(s.replace("_", "")) for s in opts.sizes.split(",")]
     else:
         opts.sizes = preset["sizes"]
-    for key in ("pending_share", "handoffs", "chains"):
+    for key in ("pending_share", "handoffs", "chains", "sweep"):
         if getattr(opts, key) is None:
             setattr(opts, key, preset[key])
     if opts.quick:
@@ -258,6 +272,7 @@ async def run_benchmarks(
                     chains=opts.chains,
                     say=say,
                     chain_wave=opts.chain_wave,
+                    sweep=opts.sweep,
                 )
                 figures += got
                 checks += agreed

@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 
 from bench.ceiling import TASK_QUEUE as CEILING_QUEUE
 from bench.ceiling import EmptyWorkflow, noop
+from bench.memory_bench import sweep_memory
 from bench.results import Check, Figure, Goal, percentile
 from db.models import Handoff, Prospect
 from orchestrator.devserver import find_binary
@@ -136,6 +137,7 @@ async def run_temporal(
     chains: int,
     say: Callable[[str], None],
     chain_wave: int = 10,
+    sweep: int = 0,
 ) -> tuple[list[Figure], list[Check]]:
     settings = Settings(
         state_dir=state_dir,
@@ -155,13 +157,14 @@ async def run_temporal(
             for agent in agents.values():
                 await stack.enter_async_context(agent.worker(client))
             rate, throughput_checks = await _throughput(client, sm, settings, handoffs, say)
+            # the server slows as it fills up, so the ceiling is taken on both sides of ours
+            after = await ceiling(client, handoffs)
+            ceiling_rate = (before + after) / 2
+            say(f"  ceiling {before:.1f}/s before, {after:.1f}/s after; ours {rate:.1f}/s")
             latencies, chain_checks = await _latency(
                 client, sm, settings, agents, chains, say, chain_wave
             )
-        # the server slows as it fills up, so the ceiling is taken on both sides of ours
-        after = await ceiling(client, handoffs)
-        ceiling_rate = (before + after) / 2
-        say(f"  ceiling {before:.1f}/s before, {after:.1f}/s after; ours {rate:.1f}/s")
+            memory = await sweep_memory(client, url, sm, sweep, say) if sweep else ([], [])
     finally:
         await env.shutdown()
     figures = [
@@ -188,7 +191,7 @@ async def run_temporal(
             percentile(latencies, 99),
         ),
     ]
-    return figures, throughput_checks + chain_checks
+    return figures + memory[0], throughput_checks + chain_checks + memory[1]
 
 
 async def _throughput(

@@ -21,6 +21,7 @@ def expected_keys(sizes: list[int], pending_share: float, temporal: bool) -> set
         keys |= {f"rollup.build.{n}", f"rollup.refresh.{n}"}
     if temporal:
         keys |= {"handoff.throughput", "handoff.latency.p50", "handoff.latency.p99"}
+        keys |= {"worker.memory"}
     return keys
 
 
@@ -36,14 +37,15 @@ def assert_complete(document: dict, out: Path, temporal: bool) -> None:
             assert f["other"] is not None and f["ratio"] is not None, key
     names = " ".join(c["name"] for c in saved["checks"])
     wanted = ["health hygiene", "health through the rollup", "report by status", "pending handoffs"]
-    wanted += ["throughput", "latency"] if temporal else []
+    wanted += ["throughput", "latency", "memory sweep"] if temporal else []
     assert all(part in names for part in wanted), names
 
 
 async def test_quick_benchmark_on_sqlite_agrees_and_reports_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     opts = parse_args(
-        [*TINY, "--backend", "sqlite", "--handoffs", "20", "--chains", "5", "--out", str(out)]
+        [*TINY, "--backend", "sqlite", "--handoffs", "20", "--chains", "5", "--sweep", "30"]
+        + ["--out", str(out)]
     )
     document = await run_benchmarks(opts, say=lambda _msg: None)
     assert_complete(document, out, temporal=True)
