@@ -49,8 +49,9 @@ LOCAL_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attemp
 @workflow.defn(name="handoff", sandboxed=False)
 class HandoffWorkflow:
     """Outside the SDK's sandbox in production (``ORCH_WORKER__SANDBOX_ALL`` puts it back):
-    a new sandbox per handoff cost a fifth of the worker's CPU at full throughput (measured,
-    bench/README.md). Its code keeps the sandbox's rules, and the tests run it sandboxed."""
+    a new sandbox per handoff (its module imported again each time) cost a fifth of handoff
+    throughput (21.6/s against 27.2/s, bench/README.md). Its code keeps the sandbox's rules,
+    and the tests and replays run it sandboxed."""
 
     def __init__(self) -> None:
         self._state: HandoffState | None = None
