@@ -43,10 +43,8 @@ def assert_complete(document: dict, out: Path, temporal: bool) -> None:
 
 async def test_quick_benchmark_on_sqlite_agrees_and_reports_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
-    opts = parse_args(
-        [*TINY, "--backend", "sqlite", "--handoffs", "20", "--chains", "5", "--sweep", "30"]
-        + ["--out", str(out)]
-    )
+    temporal = ["--handoffs", "20", "--chains", "5", "--sweep", "30"]
+    opts = parse_args([*TINY, "--backend", "sqlite", *temporal, "--out", str(out)])
     document = await run_benchmarks(opts, say=lambda _msg: None)
     assert_complete(document, out, temporal=True)
 
