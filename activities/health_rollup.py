@@ -53,9 +53,6 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.expression import FunctionElement
-from sqlalchemy.types import BigInteger
 
 from activities.health_window import (
     HOUR,
@@ -68,7 +65,7 @@ from activities.health_window import (
 )
 from db.dialect import insert_for
 from db.models import AgentRun, AgentRunHour, AgentRunRollupMark
-from db.types import UTCDateTime
+from db.types import UTCDateTime, epoch_hour
 
 LATE_LAG = timedelta(minutes=5)
 """The longest an agent's transaction may hold a run id before committing it."""
@@ -268,23 +265,3 @@ async def _prune(session: AsyncSession, lo: datetime, watermark_at: datetime | N
 
 def _from_epoch_hour(n: int) -> datetime:
     return datetime.fromtimestamp(int(n) * 3600, UTC)
-
-
-class epoch_hour(FunctionElement[int]):
-    """``epoch_hour(t)``: whole hours from 1970-01-01 UTC to ``t``, to group runs by hour in
-    the database (only where few groups come back; sealing uses ``started_at`` ranges)."""
-
-    type = BigInteger()
-    inherit_cache = True
-
-
-@compiles(epoch_hour, "postgresql")
-def _epoch_hour_pg(element: epoch_hour, compiler: Any, **kw: Any) -> str:
-    (value,) = list(element.clauses)
-    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {compiler.process(value, **kw)}) / 3600) AS BIGINT)"
-
-
-@compiles(epoch_hour, "sqlite")
-def _epoch_hour_sqlite(element: epoch_hour, compiler: Any, **kw: Any) -> str:
-    (value,) = list(element.clauses)
-    return f"(CAST(strftime('%s', {compiler.process(value, **kw)}) AS INTEGER) / 3600)"

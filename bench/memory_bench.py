@@ -11,10 +11,8 @@ of the way), so nothing grows with the number of prospects swept.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -29,12 +27,12 @@ from temporalio.client import Client
 from bench.results import Check, Figure, Goal
 from db.models import Handoff, Prospect
 from tests.factories import add, prospect
+from tests.outage_support import start_worker, stop_worker, worker_env
 from workflows.cycle import CycleWorkflow
 from workflows.types import CycleInput
 
 OFFSET = 20_000_000
 """Prospect ids of the sweep start here, apart from the other Temporal figures'."""
-ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
 FLAT = 1.10
 SEED_CHUNK = 10_000
 
@@ -64,20 +62,6 @@ async def seed(sm: async_sessionmaker[AsyncSession], n: int, say: Callable[[str]
         rows.sort(key=lambda row: not isinstance(row, Prospect))
         await add(sm, *rows)
         say(f"    seeded {min(first + SEED_CHUNK, n):,} of {n:,}")
-
-
-def start_worker(url: str, address: str, queue: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "ORCH_DATABASE_URL": url,
-        "ORCH_TEMPORAL__ADDRESS": address,
-        "ORCH_TEMPORAL__TASK_QUEUE": queue,
-        "ORCH_SCHEDULES__ENABLED": "false",
-        "ORCH_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen(
-        [str(ORCHESTRATOR), "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
-    )
 
 
 async def _done(sm: async_sessionmaker[AsyncSession]) -> int:
@@ -129,7 +113,7 @@ async def sweep_memory(
     await seed(sm, n, say)
     queue = f"bench-memory-{uuid.uuid4().hex[:8]}"
     log = Path(tempfile.mkdtemp(prefix="orch-bench-worker-")) / "worker.log"
-    worker = start_worker(url, client.service_client.config.target_host, queue, log)
+    worker = start_worker(worker_env(url, client.service_client.config.target_host, queue), log)
     try:
         await client.start_workflow(
             CycleWorkflow.run,
@@ -139,8 +123,7 @@ async def sweep_memory(
         )
         samples = await _sample_until_done(worker, sm, n, say)
     finally:
-        worker.terminate()
-        worker.wait(30)
+        stop_worker(worker)
     settled = _median_rss(samples, n, 0.2, 0.3)
     last = _median_rss(samples, n, 0.9, 1.0)
     took = samples[-1].seconds

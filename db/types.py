@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, TypeDecorator
+from sqlalchemy import BigInteger, DateTime, Float, TypeDecorator
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
@@ -55,3 +55,23 @@ def _seconds_between_sqlite(element: seconds_between, compiler: Any, **kw: Any) 
         f"((julianday({compiler.process(end, **kw)}) - julianday({compiler.process(start, **kw)}))"
         " * 86400.0)"
     )
+
+
+class epoch_hour(FunctionElement[int]):
+    """``epoch_hour(t)``: whole hours from 1970-01-01 UTC to ``t``, to group runs by hour in
+    the database (only where few groups come back; sealing uses ``started_at`` ranges)."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(epoch_hour, "postgresql")
+def _epoch_hour_pg(element: epoch_hour, compiler: Any, **kw: Any) -> str:
+    (value,) = list(element.clauses)
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {compiler.process(value, **kw)}) / 3600) AS BIGINT)"
+
+
+@compiles(epoch_hour, "sqlite")
+def _epoch_hour_sqlite(element: epoch_hour, compiler: Any, **kw: Any) -> str:
+    (value,) = list(element.clauses)
+    return f"(CAST(strftime('%s', {compiler.process(value, **kw)}) AS INTEGER) / 3600)"
