@@ -54,6 +54,8 @@ def build_activities(
         page_size=sweep.page_size,
         max_children_per_run=sweep.max_children_per_run,
         start_batch=sweep.start_batch,
+        max_in_flight=sweep.max_in_flight,
+        saturated_wait=sweep.saturated_wait,
         breaker_cooldown=settings.breaker.cooldown,
     )
     http_agents = HttpAgentActivities(settings.agent_endpoints, http, settings.api_public_url)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Contact, Handoff, Prospect
-from pipeline.handoffs import PendingHandoff
+from pipeline.handoffs import OPEN_STATUSES, PendingHandoff
 from pipeline.triggers import HANDOFF_TRIGGERS, HandoffTrigger
 
 EMAIL_PATTERN = "%_@_%"
@@ -176,3 +177,15 @@ async def pending_counts(session: AsyncSession) -> dict[str, int]:
         agent = HANDOFF_TRIGGERS[status].next_agent
         depth[agent] = depth.get(agent, 0) + n
     return depth
+
+
+async def count_in_flight(session: AsyncSession, since: datetime) -> int:
+    """Open ledger rows touched since ``since``: handoffs a workflow still holds. An open row
+    older than a lease (``hard_timeout`` plus margin) belongs to no live run, and counting it
+    would hold every later sweep back for good. Reads the ``(status, to_agent)`` index, so it
+    costs the open rows, never the finished history."""
+    query = select(func.count()).where(
+        Handoff.status.in_(sorted(s.value for s in OPEN_STATUSES)),
+        Handoff.updated_at >= since,
+    )
+    return int(await session.scalar(query) or 0)

@@ -16,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.controls import blocked_agents, deferrals, release_probe, settle_probe
-from activities.handoff_queries import find_pending_page, pending_for_prospect, why_not_pending
+from activities.handoff_queries import (
+    PendingWindow,
+    count_in_flight,
+    find_pending_page,
+    pending_for_prospect,
+    why_not_pending,
+)
 from activities.metrics import count_outcome, record_trigger_latency
 from db.dialect import insert_for
 from db.models import Event, Handoff, OrchestratorAction, RecordLock
@@ -44,6 +50,11 @@ class PendingPage(BaseModel):
     page_size: int
     max_children_per_run: int
     start_batch: int
+    saturated: bool = False
+    """Too many handoffs open to start a batch: the page is empty and the cursor unmoved."""
+    in_flight: int = 0
+    max_in_flight: int = 0
+    saturated_wait: timedelta = timedelta(seconds=5)
 
 
 class BeginInput(BaseModel):
@@ -289,26 +300,46 @@ class HandoffActivities:
         page_size: int = 2000,
         max_children_per_run: int = 1900,
         start_batch: int = 100,
+        max_in_flight: int = 2000,
+        saturated_wait: timedelta = timedelta(seconds=5),
         breaker_cooldown: timedelta = timedelta(minutes=10),
     ) -> None:
         self._sessionmaker = sessionmaker
         self._policy = policy
         self._page = (page_size, max_children_per_run, start_batch)
+        self._max_in_flight, self._saturated_wait = max_in_flight, saturated_wait
         self._cooldown = breaker_cooldown
 
     @activity.defn(name="find_pending_handoffs")
     async def find_pending_handoffs(self, input: FindPendingInput) -> PendingPage:
+        """The next page, no larger than the room left under ``max_in_flight``. With less
+        room than a start batch it finds nothing: tiny pages would cost a round trip each."""
         page_size, max_children, batch = self._page
+        now = _now()
         async with self._sessionmaker() as session:
+            lease = self._policy.hard_timeout + self._policy.lease_margin
+            in_flight = await count_in_flight(session, now - lease)
+            room = self._max_in_flight - in_flight
             # a page never holds more children than one run may start
-            page_size = min(page_size, max_children)
-            found = await find_pending_page(session, input.after_id, page_size)
-            deferred = await deferrals(session, found.items, _now(), self._cooldown)
+            page_size = max(min(page_size, max_children, room), 0)
+            saturated = room < min(batch, self._max_in_flight)
+            found = PendingWindow(items=[], next_cursor=input.after_id)
+            if not saturated:
+                found = await find_pending_page(session, input.after_id, page_size)
+            deferred = await deferrals(session, found.items, now, self._cooldown)
         return PendingPage(
-            items=found.items, next_cursor=found.next_cursor, deferred=deferred,
+            items=found.items,
+            next_cursor=found.next_cursor,
+            deferred=deferred,
             policy=self._policy,
-            page_size=page_size, max_children_per_run=max_children, start_batch=batch,
-        )  # fmt: skip
+            page_size=page_size,
+            max_children_per_run=max_children,
+            start_batch=batch,
+            saturated=saturated,
+            in_flight=in_flight,
+            max_in_flight=self._max_in_flight,
+            saturated_wait=self._saturated_wait,
+        )
 
     @activity.defn(name="begin_handoff")
     async def begin_handoff(self, input: BeginInput) -> BeginResult:

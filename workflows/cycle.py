@@ -112,9 +112,12 @@ class CycleWorkflow:
 
     async def _handoffs(self, input: CycleInput, summary: CycleSummary) -> HandoffSweepSummary:
         """Page through pending prospects; continue as new before the history or the
-        pending-children limit grows too large, carrying the cursor and the counts."""
+        pending-children limit grows too large, carrying the cursor and the counts. With
+        ``max_in_flight`` handoffs open, a handoff sweep waits for room; a full cycle stops
+        here, so its report and checks are not held up behind a backlog."""
         sweep = summary.handoffs or HandoffSweepSummary()
         summary.handoffs = sweep
+        wait = summary.mode == CycleMode.HANDOFFS.value
         cursor, started = input.handoff_cursor, 0
         while True:
             page = await workflow.execute_activity_method(
@@ -123,11 +126,21 @@ class CycleWorkflow:
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=DB_RETRY,
             )
-            started += await start_page(page, sweep)
-            self._progress.detail = f"{sweep.pending} pending, {sweep.started} started"
-            if page.next_cursor is None:
+            if page.saturated and not wait:
+                sweep.held_back = True
                 return sweep
-            cursor = page.next_cursor
+            if page.saturated:
+                sweep.waited += 1
+                self._progress.detail = (
+                    f"waiting for room: {page.in_flight} of {page.max_in_flight} handoffs open"
+                )
+                await workflow.sleep(page.saturated_wait)
+            else:
+                started += await start_page(page, sweep)
+                self._progress.detail = f"{sweep.pending} pending, {sweep.started} started"
+                if page.next_cursor is None:
+                    return sweep
+                cursor = page.next_cursor
             if (
                 started >= page.max_children_per_run
                 or workflow.info().is_continue_as_new_suggested()

@@ -25,6 +25,10 @@ class HandoffSweepSummary(BaseModel):
     failed: int = 0
     pages: int = 0
     continued_as_new: int = 0
+    waited: int = 0
+    """Times the sweep waited for room under ``max_in_flight``."""
+    held_back: bool = False
+    """A full cycle found no room and left the rest of the sweep for the next one."""
 
 
 class MonitorSummary(BaseModel):

@@ -1,0 +1,177 @@
+"""A sweep starts no more than ``max_in_flight`` handoffs at once: the finder's count of open
+handoffs and the page it trims (SQLite and PostgreSQL), then a handoff sweep that waits for
+room and a full cycle that leaves the rest for later, on a real Temporal server."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from activities.handoff_queries import count_in_flight
+from activities.handoffs import FindPendingInput, HandoffActivities, PendingPage
+from db.models import Handoff
+from orchestrator.settings import Settings
+from pipeline.handoffs import HandoffPolicy, HandoffStatus
+from tests.agents import FakeAgent
+from tests.factories import add, prospect
+from tests.handoff_support import (
+    ledger,
+    record_history,
+    running,
+    sweep,
+    wait_closed,
+    wait_until,
+    with_handoffs,
+)
+from workflows.cycle import CycleWorkflow
+from workflows.types import CycleInput
+
+Maker = async_sessionmaker[AsyncSession]
+POLICY = HandoffPolicy()
+LEASE = POLICY.hard_timeout + POLICY.lease_margin
+OTHERS = 900_000
+"""Prospect ids of ledger rows seeded as other handoffs in flight."""
+
+
+def open_row(n: int, status: HandoffStatus, touched: datetime) -> Handoff:
+    """A ledger row of another prospect's handoff, last touched at ``touched``."""
+    return Handoff(
+        id=f"{OTHERS + n}:needs_scoring:{n}", prospect_id=OTHERS + n, from_state="needs_scoring",
+        state_entered_at=touched, to_agent="hygiene", status=status.value,
+        created_at=touched, updated_at=touched,
+    )  # fmt: skip
+
+
+async def in_flight(sessionmaker: Maker, now: datetime) -> int:
+    async with sessionmaker() as session:
+        return await count_in_flight(session, now - LEASE)
+
+
+async def find(sessionmaker: Maker, max_in_flight: int, after_id: int | None = None) -> PendingPage:
+    activities = HandoffActivities(
+        sessionmaker, POLICY, page_size=50, start_batch=2, max_in_flight=max_in_flight
+    )
+    return await activities.find_pending_handoffs(FindPendingInput(after_id=after_id))
+
+
+async def test_open_rows_count_until_their_lease_could_have_expired(sessionmaker: Maker) -> None:
+    now = datetime.now(UTC)
+    await add(
+        sessionmaker,
+        *(open_row(i, s, now) for i, s in enumerate(HandoffStatus)),
+        open_row(20, HandoffStatus.RUNNING, now - LEASE + timedelta(minutes=1)),
+        open_row(21, HandoffStatus.RUNNING, now - LEASE - timedelta(minutes=1)),
+    )
+    # pending, blocked, running, stalled, and the running row still inside a lease; not the
+    # finished ones, nor an open row no live run can hold any more
+    assert await in_flight(sessionmaker, now) == 5
+
+
+def waiting_prospects(n: int) -> list[object]:
+    """Prospects 1..n, each waiting for hygiene."""
+    return [row for pid in range(1, n + 1) for row in prospect("needs_scoring", pid=pid)]
+
+
+async def test_a_page_is_trimmed_to_the_room_left(
+    sessionmaker: Maker, agent_sessionmaker: Maker
+) -> None:
+    now = datetime.now(UTC)
+    await add(agent_sessionmaker, *waiting_prospects(10))
+    await add(sessionmaker, *(open_row(i, HandoffStatus.RUNNING, now) for i in range(3)))
+    page = await find(sessionmaker, max_in_flight=6)
+    assert (page.saturated, page.in_flight, page.max_in_flight) == (False, 3, 6)
+    assert [p.prospect_id for p in page.items] == [1, 2, 3]
+    assert page.next_cursor == 3
+    rest = await find(sessionmaker, max_in_flight=100, after_id=page.next_cursor)
+    assert [p.prospect_id for p in rest.items] == list(range(4, 11))
+
+
+async def test_less_room_than_a_batch_finds_nothing_and_keeps_the_cursor(
+    sessionmaker: Maker, agent_sessionmaker: Maker
+) -> None:
+    now = datetime.now(UTC)
+    await add(agent_sessionmaker, *waiting_prospects(10))
+    await add(sessionmaker, *(open_row(i, HandoffStatus.STALLED, now) for i in range(5)))
+    page = await find(sessionmaker, max_in_flight=6, after_id=4)
+    assert (page.saturated, page.items, page.next_cursor, page.in_flight) == (True, [], 4, 5)
+
+
+async def _close_seeded(sessionmaker: Maker) -> None:
+    async with sessionmaker() as session:
+        await session.execute(
+            update(Handoff).where(Handoff.prospect_id > OTHERS).values(status="completed")
+        )
+        await session.commit()
+
+
+async def test_a_handoff_sweep_waits_for_room_then_hands_off_everyone_once(
+    client: Client,
+    sessionmaker: Maker,
+    agent_sessionmaker: Maker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
+) -> None:
+    settings = with_handoffs(
+        worker_settings, max_in_flight=3, start_batch=1, saturated_wait=timedelta(milliseconds=200)
+    )
+    now = datetime.now(UTC)
+    await add(sessionmaker, *(open_row(i, HandoffStatus.RUNNING, now) for i in range(3)))
+    await add(agent_sessionmaker, *waiting_prospects(8))
+    workflow_id = f"sweep-{uuid.uuid4().hex[:10]}"
+    async with running(client, sessionmaker, settings, agents):
+        handle = await client.start_workflow(
+            CycleWorkflow.run, CycleInput(mode="handoffs"),
+            id=workflow_id, task_queue=settings.temporal.task_queue,
+        )  # fmt: skip
+
+        async def waiting() -> bool:
+            detail = (await handle.query(CycleWorkflow.progress)).detail or ""
+            return detail.startswith("waiting for room: 3 of 3")
+
+        await wait_until(waiting)
+        assert agents["hygiene"].calls == []
+        await _close_seeded(sessionmaker)
+        summary = await handle.result()
+        for pid in range(1, 9):
+            await wait_closed(client, pid)
+        await record_history(client, workflow_id, "cycle_handoffs_waiting", settings)
+    handoffs = summary.handoffs
+    assert handoffs is not None
+    assert (handoffs.pending, handoffs.started, handoffs.held_back) == (8, 8, False)
+    assert handoffs.waited >= 1
+    assert set(agents["hygiene"].work.values()) == {1} and len(agents["hygiene"].work) == 8
+
+
+async def test_a_full_cycle_leaves_the_sweep_for_later_when_there_is_no_room(
+    client: Client,
+    sessionmaker: Maker,
+    agent_sessionmaker: Maker,
+    worker_settings: Settings,
+    agents: dict[str, FakeAgent],
+) -> None:
+    settings = with_handoffs(worker_settings, max_in_flight=2, start_batch=1)
+    now = datetime.now(UTC)
+    await add(sessionmaker, *(open_row(i, HandoffStatus.BLOCKED, now) for i in range(2)))
+    await add(agent_sessionmaker, *prospect("needs_scoring", pid=1))
+    async with running(client, sessionmaker, settings, agents):
+        full = await client.execute_workflow(
+            CycleWorkflow.run, CycleInput(mode="full"),
+            id=f"full-{uuid.uuid4().hex[:10]}", task_queue=settings.temporal.task_queue,
+        )  # fmt: skip
+        assert full.handoffs is not None
+        assert (full.handoffs.held_back, full.handoffs.started, full.handoffs.waited) == (
+            True,
+            0,
+            0,
+        )
+        assert full.report is not None  # the rest of the cycle went on
+        assert await ledger(sessionmaker, 1) == []
+        await _close_seeded(sessionmaker)
+        later = await sweep(client, settings)
+        await wait_closed(client, 1)
+    assert later.handoffs is not None and later.handoffs.started == 1
+    assert agents["hygiene"].work[(1, "needs_scoring")] == 1
