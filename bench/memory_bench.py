@@ -2,10 +2,11 @@
 
 The worker runs as its own process (``orchestrator worker``, as in production) on a task queue
 of its own; the stand-in agents answer from the benchmark's process. One sweep hands off every
-prospect (it pages and continues as new by itself); the worker's resident memory is sampled
-from ``/proc`` while the handoffs complete. Flat means: the last tenth of the sweep uses no
-more than a tenth more memory than the stretch after the workflow cache has filled (20 to 30%
-of the way), so nothing grows with the number of prospects swept.
+prospect (it pages, waits for room under ``max_in_flight`` and continues as new by itself);
+the worker's resident memory is sampled from ``/proc`` while the handoffs complete. Flat
+means: the last tenth of the sweep uses no more than a tenth more memory than the stretch
+after the workflow cache has filled (20 to 30% of the way), so nothing grows with the number
+of prospects swept.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from temporalio.client import Client
 
 from bench.results import Check, Figure, Goal
 from db.models import Handoff, Prospect
+from pipeline.handoffs import OPEN_STATUSES
 from tests.factories import add, prospect
 from tests.outage_support import start_worker, stop_worker, worker_env
 from workflows.cycle import CycleWorkflow
@@ -42,6 +44,8 @@ class Sample:
     seconds: float
     done: int
     rss_mb: float
+    open: int
+    """Handoffs of the sweep begun and not yet finished (bounded by ``max_in_flight``)."""
 
 
 def rss_mb(pid: int) -> float:
@@ -64,10 +68,15 @@ async def seed(sm: async_sessionmaker[AsyncSession], n: int, say: Callable[[str]
         say(f"    seeded {min(first + SEED_CHUNK, n):,} of {n:,}")
 
 
-async def _done(sm: async_sessionmaker[AsyncSession]) -> int:
-    query = select(func.count()).where(Handoff.status == "completed", Handoff.prospect_id > OFFSET)
+async def _progress(sm: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
+    """Handoffs of the sweep completed, and open."""
+    is_open = Handoff.status.in_(sorted(s.value for s in OPEN_STATUSES))
+    query = select(
+        func.count().filter(Handoff.status == "completed"), func.count().filter(is_open)
+    ).where(Handoff.prospect_id > OFFSET)
     async with sm() as session:
-        return int(await session.scalar(query) or 0)
+        done, open_now = (await session.execute(query)).one()
+    return int(done), int(open_now)
 
 
 async def _sample_until_done(
@@ -82,9 +91,9 @@ async def _sample_until_done(
     while True:
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited with {worker.returncode}")
-        done = await _done(sm)
+        done, open_now = await _progress(sm)
         now = time.perf_counter()
-        samples.append(Sample(now - began, done, rss_mb(worker.pid)))
+        samples.append(Sample(now - began, done, rss_mb(worker.pid), open_now))
         if done >= n:
             return samples
         if done != last:
@@ -92,7 +101,10 @@ async def _sample_until_done(
         elif now - quiet_since > 300:
             raise TimeoutError(f"{done:,} of {n:,} handed off, nothing moved for 5 minutes")
         if now - began >= next_say:
-            say(f"    {done:,} of {n:,} handed off, worker {samples[-1].rss_mb:.0f} MiB")
+            say(
+                f"    {done:,} of {n:,} handed off, {open_now:,} open, "
+                f"worker {samples[-1].rss_mb:.0f} MiB"
+            )
             next_say += 30
         await asyncio.sleep(every)
 
@@ -130,6 +142,7 @@ async def sweep_memory(
     say(f"    worker memory {settled:.0f} MiB at 20-30%, {last:.0f} MiB at 90-100% ({took:.0f} s)")
     detail = {
         "peak_mb": max(s.rss_mb for s in samples),
+        "peak_open_handoffs": max(s.open for s in samples),
         "seconds": took,
         "at": {f"{q}%": _median_rss(samples, n, q / 100 - 0.02, q / 100) for q in (10, 50, 100)},
     }
