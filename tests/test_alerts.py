@@ -612,6 +612,10 @@ async def test_alerts_api_filters_acknowledges_and_checks_roles(
             hygiene, "acknowledged", "test-operator",
         )  # fmt: skip
         assert body["acknowledged_at"] is not None
+        # acknowledging again changes nothing: the first acknowledgement stands, audited once
+        again = await api.post(f"{ALERTS}/{hygiene}/acknowledge")
+        assert again.status_code == 200, again.text
+        assert again.json() == body
         assert await listed(viewer, status="acknowledged") == ["agent_health:hygiene"]
         assert await listed(api, status="open") == ["watchdog", "agent_health:researcher"]
 

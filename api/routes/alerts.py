@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.deps import SessionDep
 from api.schemas import MAX_ID, NO_NUL, errors
@@ -55,20 +55,30 @@ async def list_alerts(
 async def acknowledge_alert(
     *, alert_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep, request: Request
 ) -> AlertOut:
-    """Someone is on it: stop the repeat reminders (worse news is still sent)."""
-    alert = await session.get(Alert, alert_id)
+    """Someone is on it: stop the repeat reminders (worse news is still sent). Only an open
+    alert changes, in one conditional update: the worker may resolve it meanwhile, and a
+    second click leaves the first acknowledgement (and its audit row) as they were."""
+    now = datetime.now(UTC)
+    key = getattr(request.state, "api_key", None)
+    by = key.name if key is not None else None
+    acked = await session.execute(
+        update(Alert)
+        .where(Alert.id == alert_id, Alert.status == "open")
+        .values(status="acknowledged", acknowledged_at=now, acknowledged_by=by)
+    )
+    alert = await session.get(Alert, alert_id, populate_existing=True)
     if alert is None:
         raise HTTPException(404, detail=f"no alert {alert_id}")
     if alert.status == "resolved":
         raise HTTPException(409, detail=f"alert {alert_id} is already resolved")
-    now = datetime.now(UTC)
-    key = getattr(request.state, "api_key", None)
-    alert.status, alert.acknowledged_at = "acknowledged", now
-    alert.acknowledged_by = key.name if key is not None else None
-    session.add(OrchestratorAction(
-        action="alert_acknowledged", agent_name=alert.agent_name, created_at=now,
-        details={"alert_id": alert_id, "fingerprint": alert.fingerprint,
-                 "by": alert.acknowledged_by},
-    ))  # fmt: skip
+    if acked.rowcount:
+        session.add(
+            OrchestratorAction(
+                action="alert_acknowledged",
+                agent_name=alert.agent_name,
+                created_at=now,
+                details={"alert_id": alert_id, "fingerprint": alert.fingerprint, "by": by},
+            )
+        )
     await session.commit()
     return AlertOut.model_validate(alert, from_attributes=True)
