@@ -6,16 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Contact, Handoff, Prospect
-from pipeline.handoffs import OPEN_STATUSES, PendingHandoff
+from pipeline.handoffs import OPEN_STATUSES, HandoffStatus, PendingHandoff, StartedPage
 from pipeline.triggers import HANDOFF_TRIGGERS, HandoffTrigger
 
 EMAIL_PATTERN = "%_@_%"
+CLOCK_MARGIN = timedelta(seconds=5)
+"""Workers' clocks may differ this much: the finder's ``since`` and a child's ledger row are
+stamped by different processes."""
 
 
 def has_contact_email() -> ColumnElement[bool]:
@@ -180,12 +183,25 @@ async def pending_counts(session: AsyncSession) -> dict[str, int]:
 
 
 async def count_in_flight(session: AsyncSession, since: datetime) -> int:
-    """Open ledger rows touched since ``since``: handoffs a workflow still holds. An open row
-    older than a lease (``hard_timeout`` plus margin) belongs to no live run, and counting it
-    would hold every later sweep back for good. Reads the ``(status, to_agent)`` index, so it
-    costs the open rows, never the finished history."""
+    """Open ledger rows of live handoffs. A running or stalled row older than a lease
+    (``hard_timeout`` plus margin, ``since``) belongs to no live run: counting it would hold
+    every later sweep back for good. A blocked handoff waits for its record lease as long
+    as another agent keeps it, and its row moves only when its status does, so it counts at
+    any age (an abandoned one until it is retried or cancelled). Reads the ``(status,
+    to_agent)`` index: it costs the open rows, never the finished history."""
     query = select(func.count()).where(
         Handoff.status.in_(sorted(s.value for s in OPEN_STATUSES)),
-        Handoff.updated_at >= since,
+        or_(Handoff.status == HandoffStatus.BLOCKED.value, Handoff.updated_at >= since),
     )
+    return int(await session.scalar(query) or 0)
+
+
+async def count_begun(session: AsyncSession, page: StartedPage) -> int:
+    """How many of the page's prospects have a ledger row written since the page was found:
+    its handoffs that have begun (a chained hop is one more row of the same prospect)."""
+    query = select(func.count(func.distinct(Handoff.prospect_id))).where(
+        Handoff.prospect_id <= page.through_id, Handoff.created_at >= page.since - CLOCK_MARGIN
+    )
+    if page.after_id is not None:
+        query = query.where(Handoff.prospect_id > page.after_id)
     return int(await session.scalar(query) or 0)

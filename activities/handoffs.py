@@ -18,6 +18,7 @@ from temporalio import activity
 from activities.controls import blocked_agents, deferrals, release_probe, settle_probe
 from activities.handoff_queries import (
     PendingWindow,
+    count_begun,
     count_in_flight,
     find_pending_page,
     pending_for_prospect,
@@ -34,11 +35,14 @@ from pipeline.handoffs import (
     HandoffPolicy,
     HandoffStatus,
     PendingHandoff,
+    StartedPage,
 )
 
 
 class FindPendingInput(BaseModel):
     after_id: int | None = None
+    unbegun: list[StartedPage] = []
+    """Pages this sweep started whose handoffs had not all begun when last looked."""
 
 
 class PendingPage(BaseModel):
@@ -55,6 +59,9 @@ class PendingPage(BaseModel):
     in_flight: int = 0
     max_in_flight: int = 0
     saturated_wait: timedelta = timedelta(seconds=5)
+    unbegun: list[StartedPage] = []
+    """The input's pages still not all begun, to be passed again with the next call."""
+    found_at: datetime | None = None
 
 
 class BeginInput(BaseModel):
@@ -312,17 +319,20 @@ class HandoffActivities:
 
     @activity.defn(name="find_pending_handoffs")
     async def find_pending_handoffs(self, input: FindPendingInput) -> PendingPage:
-        """The next page, no larger than the room left under ``max_in_flight``. With less
-        room than a start batch it finds nothing: tiny pages would cost a round trip each."""
+        """The next page, no larger than the room left under ``max_in_flight``: open ledger
+        rows plus the sweep's own handoffs not begun yet. With less room than a start batch
+        (or half the limit, if smaller) it finds nothing: tiny pages cost a round trip each."""
         page_size, max_children, batch = self._page
         now = _now()
+        lease = self._policy.hard_timeout + self._policy.lease_margin
         async with self._sessionmaker() as session:
-            lease = self._policy.hard_timeout + self._policy.lease_margin
-            in_flight = await count_in_flight(session, now - lease)
+            # not begun first: a child beginning in between is counted twice, never missed
+            unbegun, waiting = await _still_unbegun(session, input.unbegun, now - lease)
+            in_flight = waiting + await count_in_flight(session, now - lease)
             room = self._max_in_flight - in_flight
             # a page never holds more children than one run may start
             page_size = max(min(page_size, max_children, room), 0)
-            saturated = room < min(batch, self._max_in_flight)
+            saturated = room < min(batch, max(self._max_in_flight // 2, 1))
             found = PendingWindow(items=[], next_cursor=input.after_id)
             if not saturated:
                 found = await find_pending_page(session, input.after_id, page_size)
@@ -339,6 +349,8 @@ class HandoffActivities:
             in_flight=in_flight,
             max_in_flight=self._max_in_flight,
             saturated_wait=self._saturated_wait,
+            unbegun=unbegun,
+            found_at=now,
         )
 
     @activity.defn(name="begin_handoff")
@@ -364,6 +376,20 @@ class HandoffActivities:
                 finished = await finish_handoff(session, input)
             _log_finished(input)
             return finished
+
+
+async def _still_unbegun(
+    session: AsyncSession, pages: list[StartedPage], expired: datetime
+) -> tuple[list[StartedPage], int]:
+    """The pages with handoffs not begun yet, and how many. A page older than a lease is
+    dropped: its children have begun, or were terminated before they could."""
+    kept, waiting = [], 0
+    for page in pages:
+        left = page.started - await count_begun(session, page) if page.since >= expired else 0
+        if left > 0:
+            kept.append(page)
+            waiting += left
+    return kept, waiting
 
 
 def _log_begun(pending: PendingHandoff, begun: BeginResult) -> None:

@@ -157,12 +157,13 @@ class HandoffSettings(HandoffPolicy):
     """Children started before a sweep continues as new (Temporal allows 2,000 pending)."""
     start_batch: int = Field(100, ge=1, le=1000)
     max_in_flight: int = Field(2000, ge=1)
-    """Open handoffs (begun, not yet finished) at which a sweep stops starting more. A
-    handoff sweep waits for room, a full cycle leaves the rest for the next sweep. Without
-    it a backlog is started all at once and queues at the agents past ``stall_after``; keep
-    it below ``worker.max_cached_workflows`` so every open handoff stays in the cache. Runs
-    started but not yet begun are not counted, so a sweep may go over by up to a page."""
-    saturated_wait: timedelta = timedelta(seconds=5)
+    """Open handoffs at which a sweep stops starting more: open ledger rows, plus the
+    sweep's own handoffs started and not begun yet. A handoff sweep waits for room, a full
+    cycle leaves the rest for the next sweep. Without it a backlog is started all at once
+    and queues at the agents past ``stall_after``; keep it below
+    ``worker.max_cached_workflows`` so every open handoff stays in the cache. A handoff
+    started elsewhere (an operator's retry) counts once begun, so those can pass it."""
+    saturated_wait: timedelta = Field(timedelta(seconds=5), gt=timedelta(0))
     """How long a handoff sweep waits before looking for room again."""
 
     def policy(self, endpoints: dict[str, AgentEndpoint]) -> HandoffPolicy:

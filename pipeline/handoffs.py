@@ -51,6 +51,20 @@ class PendingHandoff(BaseModel):
         return handoff_id(self.prospect_id, self.from_state, self.state_entered_at)
 
 
+class StartedPage(BaseModel):
+    """Handoffs a sweep started from one page, some perhaps not begun yet. A child writes its
+    ledger row only when its first task runs, and until then the ledger does not show it as
+    open; the sweep carries these so its count of handoffs in flight includes them."""
+
+    after_id: int | None
+    through_id: int
+    """The page's prospects: ids in ``(after_id, through_id]``."""
+    started: int
+    since: datetime
+    """Shortly before the page was found: a ledger row of one of its prospects written since
+    then is one of these handoffs begun."""
+
+
 Transport = Literal["temporal", "http"]
 
 

@@ -4,6 +4,7 @@ room and a full cycle that leaves the rest for later, on a real Temporal server.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +16,7 @@ from activities.handoff_queries import count_in_flight
 from activities.handoffs import FindPendingInput, HandoffActivities, PendingPage
 from db.models import Handoff
 from orchestrator.settings import Settings
-from pipeline.handoffs import HandoffPolicy, HandoffStatus
+from pipeline.handoffs import HandoffPolicy, HandoffStatus, PendingHandoff, StartedPage
 from tests.agents import FakeAgent
 from tests.factories import add, prospect
 from tests.handoff_support import (
@@ -51,11 +52,17 @@ async def in_flight(sessionmaker: Maker, now: datetime) -> int:
         return await count_in_flight(session, now - LEASE)
 
 
-async def find(sessionmaker: Maker, max_in_flight: int, after_id: int | None = None) -> PendingPage:
+async def find(
+    sessionmaker: Maker,
+    max_in_flight: int,
+    after_id: int | None = None,
+    unbegun: list[StartedPage] | None = None,
+) -> PendingPage:
     activities = HandoffActivities(
         sessionmaker, POLICY, page_size=50, start_batch=2, max_in_flight=max_in_flight
     )
-    return await activities.find_pending_handoffs(FindPendingInput(after_id=after_id))
+    found = FindPendingInput(after_id=after_id, unbegun=unbegun or [])
+    return await activities.find_pending_handoffs(found)
 
 
 async def test_open_rows_count_until_their_lease_could_have_expired(sessionmaker: Maker) -> None:
@@ -65,10 +72,13 @@ async def test_open_rows_count_until_their_lease_could_have_expired(sessionmaker
         *(open_row(i, s, now) for i, s in enumerate(HandoffStatus)),
         open_row(20, HandoffStatus.RUNNING, now - LEASE + timedelta(minutes=1)),
         open_row(21, HandoffStatus.RUNNING, now - LEASE - timedelta(minutes=1)),
+        open_row(22, HandoffStatus.STALLED, now - LEASE - timedelta(minutes=1)),
+        open_row(23, HandoffStatus.BLOCKED, now - LEASE - timedelta(hours=5)),
     )
-    # pending, blocked, running, stalled, and the running row still inside a lease; not the
-    # finished ones, nor an open row no live run can hold any more
-    assert await in_flight(sessionmaker, now) == 5
+    # pending, blocked, running, stalled, the running row still inside a lease, and a
+    # handoff blocked for hours (it retries as long as the other agent holds the record);
+    # not the finished ones, nor a running or stalled row no live run can hold any more
+    assert await in_flight(sessionmaker, now) == 6
 
 
 def waiting_prospects(n: int) -> list[object]:
@@ -100,15 +110,64 @@ async def test_less_room_than_a_batch_finds_nothing_and_keeps_the_cursor(
     assert (page.saturated, page.items, page.next_cursor, page.in_flight) == (True, [], 4, 5)
 
 
+def begun_row(pending: PendingHandoff, status: HandoffStatus) -> Handoff:
+    """The ledger row a sweep's child writes when it begins (then finishes)."""
+    now = datetime.now(UTC)
+    return Handoff(
+        id=pending.id, prospect_id=pending.prospect_id, from_state=pending.from_state,
+        state_entered_at=pending.state_entered_at, to_agent=pending.to_agent,
+        status=status.value, created_at=now, updated_at=now,
+    )  # fmt: skip
+
+
+async def test_handoffs_started_and_not_begun_count_until_they_begin(
+    sessionmaker: Maker, agent_sessionmaker: Maker
+) -> None:
+    await add(agent_sessionmaker, *waiting_prospects(10))
+    first = await find(sessionmaker, max_in_flight=5)
+    assert [p.prospect_id for p in first.items] == [1, 2, 3, 4, 5] and first.found_at
+    # the sweep started all five; none has written its ledger row yet
+    started = StartedPage(after_id=None, through_id=5, started=5, since=first.found_at)
+    page = await find(sessionmaker, 5, after_id=first.next_cursor, unbegun=[started])
+    assert (page.saturated, page.in_flight, page.unbegun) == (True, 5, [started])
+    # two begin: they count as open rows now, the other three still as not begun
+    await add(sessionmaker, *(begun_row(p, HandoffStatus.RUNNING) for p in first.items[:2]))
+    page = await find(sessionmaker, 5, after_id=first.next_cursor, unbegun=[started])
+    assert (page.saturated, page.in_flight) == (True, 5)
+    # those two finish: room for two more
+    async with sessionmaker() as session:
+        await session.execute(update(Handoff).values(status="completed"))
+        await session.commit()
+    page = await find(sessionmaker, 5, after_id=first.next_cursor, unbegun=[started])
+    assert (page.saturated, page.in_flight) == (False, 3)
+    assert [p.prospect_id for p in page.items] == [6, 7]
+    # the rest begin and finish: the started page is done with
+    await add(sessionmaker, *(begun_row(p, HandoffStatus.COMPLETED) for p in first.items[2:]))
+    page = await find(sessionmaker, 5, after_id=first.next_cursor, unbegun=[started])
+    assert (page.in_flight, page.unbegun) == (0, [])
+
+
+async def test_a_started_page_older_than_a_lease_no_longer_counts(
+    sessionmaker: Maker, agent_sessionmaker: Maker
+) -> None:
+    await add(agent_sessionmaker, *waiting_prospects(3))
+    # its children were terminated before they began: nothing will ever write their rows
+    gone = StartedPage(
+        after_id=100, through_id=200, started=50, since=datetime.now(UTC) - LEASE - timedelta(1)
+    )
+    page = await find(sessionmaker, 5, unbegun=[gone])
+    assert (page.saturated, page.in_flight, page.unbegun, len(page.items)) == (False, 0, [], 3)
+
+
 async def _close_seeded(sessionmaker: Maker) -> None:
     async with sessionmaker() as session:
         await session.execute(
-            update(Handoff).where(Handoff.prospect_id > OTHERS).values(status="completed")
+            update(Handoff).where(Handoff.prospect_id >= OTHERS).values(status="completed")
         )
         await session.commit()
 
 
-async def test_a_handoff_sweep_waits_for_room_then_hands_off_everyone_once(
+async def test_a_handoff_sweep_waits_for_room_and_never_has_more_in_flight(
     client: Client,
     sessionmaker: Maker,
     agent_sessionmaker: Maker,
@@ -121,6 +180,8 @@ async def test_a_handoff_sweep_waits_for_room_then_hands_off_everyone_once(
     now = datetime.now(UTC)
     await add(sessionmaker, *(open_row(i, HandoffStatus.RUNNING, now) for i in range(3)))
     await add(agent_sessionmaker, *waiting_prospects(8))
+    hygiene = agents["hygiene"]
+    gate = hygiene.gate = asyncio.Event()
     workflow_id = f"sweep-{uuid.uuid4().hex[:10]}"
     async with running(client, sessionmaker, settings, agents):
         handle = await client.start_workflow(
@@ -132,9 +193,16 @@ async def test_a_handoff_sweep_waits_for_room_then_hands_off_everyone_once(
             detail = (await handle.query(CycleWorkflow.progress)).detail or ""
             return detail.startswith("waiting for room: 3 of 3")
 
+        # three other handoffs are open: nobody is started
         await wait_until(waiting)
-        assert agents["hygiene"].calls == []
+        assert hygiene.calls == []
+        # they finish: three of ours start, and the agent holding them keeps the sweep waiting
         await _close_seeded(sessionmaker)
+        await wait_until(lambda: len(hygiene.calls) == 3)
+        await wait_until(waiting)
+        await asyncio.sleep(1)  # five more looks for room
+        assert len(hygiene.calls) == 3
+        gate.set()
         summary = await handle.result()
         for pid in range(1, 9):
             await wait_closed(client, pid)
@@ -142,8 +210,8 @@ async def test_a_handoff_sweep_waits_for_room_then_hands_off_everyone_once(
     handoffs = summary.handoffs
     assert handoffs is not None
     assert (handoffs.pending, handoffs.started, handoffs.held_back) == (8, 8, False)
-    assert handoffs.waited >= 1
-    assert set(agents["hygiene"].work.values()) == {1} and len(agents["hygiene"].work) == 8
+    assert handoffs.waited >= 2
+    assert set(hygiene.work.values()) == {1} and len(hygiene.work) == 8
 
 
 async def test_a_full_cycle_leaves_the_sweep_for_later_when_there_is_no_room(

@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         UnsupportedModeError,
         parse_mode,
     )
-    from workflows.sweep import start_page
+    from workflows.sweep import start_page, started_page
     from workflows.types import (
         CycleInput,
         CycleProgress,
@@ -118,14 +118,15 @@ class CycleWorkflow:
         sweep = summary.handoffs or HandoffSweepSummary()
         summary.handoffs = sweep
         wait = summary.mode == CycleMode.HANDOFFS.value
-        cursor, started = input.handoff_cursor, 0
+        cursor, started, unbegun = input.handoff_cursor, 0, list(input.handoff_unbegun)
         while True:
             page = await workflow.execute_activity_method(
                 HandoffActivities.find_pending_handoffs,
-                FindPendingInput(after_id=cursor),
+                FindPendingInput(after_id=cursor, unbegun=unbegun),
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=DB_RETRY,
             )
+            unbegun = list(page.unbegun)
             if page.saturated and not wait:
                 sweep.held_back = True
                 return sweep
@@ -136,7 +137,9 @@ class CycleWorkflow:
                 )
                 await workflow.sleep(page.saturated_wait)
             else:
-                started += await start_page(page, sweep)
+                started_now = await start_page(page, sweep)
+                started += started_now
+                unbegun += started_page(page, cursor, started_now)
                 self._progress.detail = f"{sweep.pending} pending, {sweep.started} started"
                 if page.next_cursor is None:
                     return sweep
@@ -147,9 +150,8 @@ class CycleWorkflow:
             ):
                 sweep.continued_as_new += 1
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    input.model_copy(update={"carry": summary, "handoff_cursor": cursor})
-                )
+                carried = {"carry": summary, "handoff_cursor": cursor, "handoff_unbegun": unbegun}
+                workflow.continue_as_new(input.model_copy(update=carried))
 
     async def _validate(self, input: CycleInput, summary: CycleSummary) -> ValidationSummary:
         """Range by range over prospect ids, all judged at one instant; continue as new when

@@ -14,7 +14,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.handoffs import PendingPage
-    from pipeline.handoffs import PendingHandoff, handoff_workflow_id
+    from pipeline.handoffs import PendingHandoff, StartedPage, handoff_workflow_id
     from workflows.handoff import HandoffInput, HandoffWorkflow
     from workflows.search_attributes import handoff_attributes
     from workflows.types import HandoffSweepSummary
@@ -35,6 +35,16 @@ async def start_page(page: PendingPage, summary: HandoffSweepSummary) -> int:
         summary.failed += outcomes.count("failed")
     summary.started += started
     return started
+
+
+def started_page(page: PendingPage, after_id: int | None, started: int) -> list[StartedPage]:
+    """What the next finder call must count as in flight until these handoffs begin."""
+    if not started or page.found_at is None:
+        return []
+    through = max(p.prospect_id for p in page.items)
+    return [
+        StartedPage(after_id=after_id, through_id=through, started=started, since=page.found_at)
+    ]
 
 
 async def _start(pending: PendingHandoff, page: PendingPage) -> str:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from activities.conflicts import ResolveSummary
 from activities.reports import ReportResult
 from activities.upkeep import AfterCycle
+from pipeline.handoffs import StartedPage
 from pipeline.health import HealthStatus
 
 
@@ -82,6 +83,8 @@ class CycleInput(BaseModel):
     """The summary so far, when a long sweep continued as new."""
     handoff_cursor: int | None = None
     """Where the handoff sweep resumes (last prospect id seen)."""
+    handoff_unbegun: list[StartedPage] = []
+    """Handoffs the sweep started that had not all begun, still counted as in flight."""
     validation_cursor: int | None = None
     """Where the validation sweep resumes (next prospect id range)."""
     validation_as_of: datetime | None = None
