@@ -324,11 +324,11 @@ class HandoffActivities:
         (or half the limit, if smaller) it finds nothing: tiny pages cost a round trip each."""
         page_size, max_children, batch = self._page
         now = _now()
-        lease = self._policy.hard_timeout + self._policy.lease_margin
+        expired = now - self._policy.lease_ttl
         async with self._sessionmaker() as session:
             # not begun first: a child beginning in between is counted twice, never missed
-            unbegun, waiting = await _still_unbegun(session, input.unbegun, now - lease)
-            in_flight = waiting + await count_in_flight(session, now - lease)
+            unbegun, waiting = await _still_unbegun(session, input.unbegun, expired)
+            in_flight = waiting + await count_in_flight(session, expired)
             room = self._max_in_flight - in_flight
             # a page never holds more children than one run may start
             page_size = max(min(page_size, max_children, room), 0)
@@ -336,7 +336,9 @@ class HandoffActivities:
             found = PendingWindow(items=[], next_cursor=input.after_id)
             if not saturated:
                 found = await find_pending_page(session, input.after_id, page_size)
-            deferred = await deferrals(session, found.items, now, self._cooldown)
+            deferred = (
+                await deferrals(session, found.items, now, self._cooldown) if found.items else {}
+            )
         return PendingPage(
             items=found.items,
             next_cursor=found.next_cursor,

@@ -90,6 +90,12 @@ class HandoffPolicy(BaseModel):
     def transport(self, agent: str) -> Transport:
         return self.transports.get(agent, "temporal")
 
+    @property
+    def lease_ttl(self) -> timedelta:
+        """How long a handoff may hold its record lease and its ledger row: a live run
+        ends by then."""
+        return self.hard_timeout + self.lease_margin
+
 
 class HandoffState(BaseModel):
     """What the ``state`` query returns: everything an operator wants to know at once."""

@@ -33,7 +33,7 @@ from workflows.types import CycleInput
 
 Maker = async_sessionmaker[AsyncSession]
 POLICY = HandoffPolicy()
-LEASE = POLICY.hard_timeout + POLICY.lease_margin
+LEASE = POLICY.lease_ttl
 OTHERS = 900_000
 """Prospect ids of ledger rows seeded as other handoffs in flight."""
 
@@ -86,12 +86,19 @@ def waiting_prospects(n: int) -> list[object]:
     return [row for pid in range(1, n + 1) for row in prospect("needs_scoring", pid=pid)]
 
 
+async def seed(
+    sessionmaker: Maker, agent_sessionmaker: Maker, open_status: HandoffStatus, n_open: int
+) -> None:
+    """Ten prospects waiting for hygiene, and ``n_open`` other handoffs open."""
+    now = datetime.now(UTC)
+    await add(agent_sessionmaker, *waiting_prospects(10))
+    await add(sessionmaker, *(open_row(i, open_status, now) for i in range(n_open)))
+
+
 async def test_a_page_is_trimmed_to_the_room_left(
     sessionmaker: Maker, agent_sessionmaker: Maker
 ) -> None:
-    now = datetime.now(UTC)
-    await add(agent_sessionmaker, *waiting_prospects(10))
-    await add(sessionmaker, *(open_row(i, HandoffStatus.RUNNING, now) for i in range(3)))
+    await seed(sessionmaker, agent_sessionmaker, HandoffStatus.RUNNING, 3)
     page = await find(sessionmaker, max_in_flight=6)
     assert (page.saturated, page.in_flight, page.max_in_flight) == (False, 3, 6)
     assert [p.prospect_id for p in page.items] == [1, 2, 3]
@@ -103,9 +110,7 @@ async def test_a_page_is_trimmed_to_the_room_left(
 async def test_less_room_than_a_batch_finds_nothing_and_keeps_the_cursor(
     sessionmaker: Maker, agent_sessionmaker: Maker
 ) -> None:
-    now = datetime.now(UTC)
-    await add(agent_sessionmaker, *waiting_prospects(10))
-    await add(sessionmaker, *(open_row(i, HandoffStatus.STALLED, now) for i in range(5)))
+    await seed(sessionmaker, agent_sessionmaker, HandoffStatus.STALLED, 5)
     page = await find(sessionmaker, max_in_flight=6, after_id=4)
     assert (page.saturated, page.items, page.next_cursor, page.in_flight) == (True, [], 4, 5)
 

@@ -122,7 +122,7 @@ class HandoffWorkflow:
         """Claim the ledger row and the lease; while another agent holds the lease, wait on a
         durable timer (or a ``retry`` signal) and try again."""
         info = workflow.info()
-        ttl = input.policy.hard_timeout + input.policy.lease_margin
+        ttl = input.policy.lease_ttl
         begin = BeginInput(pending=input.pending, workflow_id=info.workflow_id,
                            run_id=info.run_id, lease_ttl=ttl, retry=input.retry)  # fmt: skip
         while True:
