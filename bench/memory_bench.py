@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -25,11 +26,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from bench.heap_worker import read_samples
 from bench.results import Check, Figure, Goal
 from db.models import Handoff, Prospect
 from pipeline.handoffs import OPEN_STATUSES
 from tests.factories import add, prospect
-from tests.outage_support import start_worker, stop_worker, worker_env
+from tests.outage_support import stop_worker, worker_env
 from workflows.cycle import CycleWorkflow
 from workflows.types import CycleInput
 
@@ -46,6 +48,28 @@ class Sample:
     rss_mb: float
     open: int
     """Handoffs of the sweep begun and not yet finished (bounded by ``max_in_flight``)."""
+    objects: int
+    """Objects the worker's collector tracks (its latest heap sample; 0 before the first)."""
+    blocks: int
+    """Blocks the worker's Python allocator has live."""
+
+
+def start_heap_worker(env: dict[str, str], log: Path, heap: Path) -> subprocess.Popen[bytes]:
+    """``orchestrator worker``, as in production, plus a record of its Python heap."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.heap_worker", str(heap)],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _latest_heap(heap: Path) -> tuple[int, int]:
+    samples = read_samples(heap)
+    if not samples:
+        return 0, 0
+    return int(samples[-1]["objects"]), int(samples[-1]["blocks"])  # type: ignore[call-overload]
 
 
 def rss_mb(pid: int) -> float:
@@ -81,6 +105,7 @@ async def _progress(sm: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
 
 async def _sample_until_done(
     worker: subprocess.Popen[bytes],
+    heap: Path,
     sm: async_sessionmaker[AsyncSession],
     n: int,
     say: Callable[[str], None],
@@ -93,7 +118,8 @@ async def _sample_until_done(
             raise RuntimeError(f"the worker exited with {worker.returncode}")
         done, open_now = await _progress(sm)
         now = time.perf_counter()
-        samples.append(Sample(now - began, done, rss_mb(worker.pid), open_now))
+        objects, blocks = _latest_heap(heap)
+        samples.append(Sample(now - began, done, rss_mb(worker.pid), open_now, objects, blocks))
         if done >= n:
             return samples
         if done != last:
@@ -103,15 +129,16 @@ async def _sample_until_done(
         if now - began >= next_say:
             say(
                 f"    {done:,} of {n:,} handed off, {open_now:,} open, "
-                f"worker {samples[-1].rss_mb:.0f} MiB"
+                f"worker {samples[-1].rss_mb:.0f} MiB, {objects:,} objects"
             )
             next_say += 30
         await asyncio.sleep(every)
 
 
-def _median_rss(samples: list[Sample], n: int, low: float, high: float) -> float:
-    window = [s.rss_mb for s in samples if low * n <= s.done <= high * n]
-    return statistics.median(window) if window else samples[-1].rss_mb
+def _median(samples: list[Sample], n: int, low: float, high: float, of: str = "rss_mb") -> float:
+    """The median of one measure over the samples taken between two fractions of the sweep."""
+    window = [getattr(s, of) for s in samples if low * n <= s.done <= high * n]
+    return statistics.median(window) if window else getattr(samples[-1], of)
 
 
 async def sweep_memory(
@@ -124,8 +151,10 @@ async def sweep_memory(
     say(f"  memory: one sweep of {n:,} prospects through a worker process")
     await seed(sm, n, say)
     queue = f"bench-memory-{uuid.uuid4().hex[:8]}"
-    log = Path(tempfile.mkdtemp(prefix="orch-bench-worker-")) / "worker.log"
-    worker = start_worker(worker_env(url, client.service_client.config.target_host, queue), log)
+    folder = Path(tempfile.mkdtemp(prefix="orch-bench-worker-"))
+    log, heap = folder / "worker.log", folder / "heap.jsonl"
+    env = worker_env(url, client.service_client.config.target_host, queue)
+    worker = start_heap_worker(env, log, heap)
     try:
         await client.start_workflow(
             CycleWorkflow.run,
@@ -133,32 +162,74 @@ async def sweep_memory(
             id=f"bench-memory-sweep-{uuid.uuid4().hex[:8]}",
             task_queue=queue,
         )
-        samples = await _sample_until_done(worker, sm, n, say)
+        samples = await _sample_until_done(worker, heap, sm, n, say)
     finally:
         stop_worker(worker)
-    settled = _median_rss(samples, n, 0.2, 0.3)
-    last = _median_rss(samples, n, 0.9, 1.0)
+    settled, last = _median(samples, n, 0.2, 0.3), _median(samples, n, 0.9, 1.0)
     took = samples[-1].seconds
     say(f"    worker memory {settled:.0f} MiB at 20-30%, {last:.0f} MiB at 90-100% ({took:.0f} s)")
     detail = {
         "peak_mb": max(s.rss_mb for s in samples),
         "peak_open_handoffs": max(s.open for s in samples),
         "seconds": took,
-        "at": {f"{q}%": _median_rss(samples, n, q / 100 - 0.02, q / 100) for q in (10, 50, 100)},
+        "at": {f"{q}%": _median(samples, n, q / 100 - 0.02, q / 100) for q in (10, 50, 100)},
+        "python_blocks": _heap_at(samples, n, "blocks"),
+        "heap_log": str(heap),
     }
-    figure = Figure.make(
-        "worker.memory",
-        f"worker memory over a sweep of {n:,} prospects (last tenth / 20-30%)",
-        "MiB",
-        last,
-        settled,
+    figures = [
+        _flat(
+            "worker.memory",
+            f"worker memory over a sweep of {n:,} prospects (last tenth / 20-30%)",
+            "MiB",
+            samples,
+            n,
+            "rss_mb",
+            detail,
+        ),
+        _flat(
+            "worker.objects",
+            "worker's Python objects over the same sweep (last tenth / 20-30%)",
+            "objects",
+            samples,
+            n,
+            "objects",
+            {"at": _heap_at(samples, n, "objects")},
+        ),
+    ]
+    moved = await _moved(sm)
+    check = Check("memory sweep: every prospect handed off once", moved == n, f"{moved:,} of {n:,}")
+    return figures, [check]
+
+
+def _flat(
+    key: str,
+    label: str,
+    unit: str,
+    samples: list[Sample],
+    n: int,
+    of: str,
+    detail: dict[str, object],
+) -> Figure:
+    """One measure at the end of the sweep against itself once the workflow cache has filled."""
+    return Figure.make(
+        key,
+        label,
+        unit,
+        _median(samples, n, 0.9, 1.0, of),
+        _median(samples, n, 0.2, 0.3, of),
         Goal(f"flat (≤ {FLAT:.2f}x)", max_ratio=FLAT),
         other_kind="same worker at 20-30%",
         detail=detail,
     )
-    moved = await _moved(sm)
-    check = Check("memory sweep: every prospect handed off once", moved == n, f"{moved:,} of {n:,}")
-    return [figure], [check]
+
+
+def _heap_at(samples: list[Sample], n: int, of: str) -> dict[str, float]:
+    """A heap measure along the sweep: after the cache filled, half way, and at the end."""
+    return {
+        "20-30%": _median(samples, n, 0.2, 0.3, of),
+        "50%": _median(samples, n, 0.48, 0.5, of),
+        "90-100%": _median(samples, n, 0.9, 1.0, of),
+    }
 
 
 async def _moved(sm: async_sessionmaker[AsyncSession]) -> int:
