@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -52,6 +53,10 @@ class Sample:
     """Objects the worker's collector tracks (its latest heap sample; 0 before the first)."""
     blocks: int
     """Blocks the worker's Python allocator has live."""
+    malloc_mb: float
+    """Memory in use through the C allocator (the Temporal core, the drivers)."""
+    kept_mb: float
+    """Memory the C allocator keeps, free, for later (its high-water mark)."""
 
 
 def start_heap_worker(env: dict[str, str], log: Path, heap: Path) -> subprocess.Popen[bytes]:
@@ -65,11 +70,19 @@ def start_heap_worker(env: dict[str, str], log: Path, heap: Path) -> subprocess.
     )
 
 
-def _latest_heap(heap: Path) -> tuple[int, int]:
+def _latest_heap(heap: Path) -> tuple[int, int, float, float]:
     samples = read_samples(heap)
     if not samples:
-        return 0, 0
-    return int(samples[-1]["objects"]), int(samples[-1]["blocks"])  # type: ignore[call-overload]
+        return 0, 0, 0.0, 0.0
+    last: dict[str, Any] = samples[-1]
+    native = last.get("malloc") or {}
+    mib = 1024 * 1024
+    return (
+        int(last["objects"]),
+        int(last["blocks"]),
+        native.get("in_use", 0) / mib,
+        native.get("kept_free", 0) / mib,
+    )
 
 
 def rss_mb(pid: int) -> float:
@@ -118,8 +131,11 @@ async def _sample_until_done(
             raise RuntimeError(f"the worker exited with {worker.returncode}")
         done, open_now = await _progress(sm)
         now = time.perf_counter()
-        objects, blocks = _latest_heap(heap)
-        samples.append(Sample(now - began, done, rss_mb(worker.pid), open_now, objects, blocks))
+        objects, blocks, malloc_mb, kept_mb = _latest_heap(heap)
+        rss = rss_mb(worker.pid)
+        samples.append(
+            Sample(now - began, done, rss, open_now, objects, blocks, malloc_mb, kept_mb)
+        )
         if done >= n:
             return samples
         if done != last:
@@ -129,7 +145,8 @@ async def _sample_until_done(
         if now - began >= next_say:
             say(
                 f"    {done:,} of {n:,} handed off, {open_now:,} open, "
-                f"worker {samples[-1].rss_mb:.0f} MiB, {objects:,} objects"
+                f"worker {rss:.0f} MiB ({malloc_mb:.0f} in malloc, {kept_mb:.0f} kept free), "
+                f"{objects:,} objects"
             )
             next_say += 30
         await asyncio.sleep(every)
@@ -174,6 +191,8 @@ async def sweep_memory(
         "seconds": took,
         "at": {f"{q}%": _median(samples, n, q / 100 - 0.02, q / 100) for q in (10, 50, 100)},
         "python_blocks": _heap_at(samples, n, "blocks"),
+        "malloc_in_use_mb": _heap_at(samples, n, "malloc_mb"),
+        "malloc_kept_free_mb": _heap_at(samples, n, "kept_mb"),
         "heap_log": str(heap),
     }
     figures = [
