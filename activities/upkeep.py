@@ -49,7 +49,9 @@ class AfterCycle(BaseModel):
 
 
 async def beat(session: AsyncSession, mode: str, now: datetime) -> None:
-    statement = insert_for(session, CycleHeartbeat).values(mode=mode, last_completed_at=now)
+    statement = insert_for(session, CycleHeartbeat).values(
+        mode=mode, last_completed_at=now, first_completed_at=now
+    )
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=["mode"],
@@ -61,19 +63,33 @@ async def beat(session: AsyncSession, mode: str, now: datetime) -> None:
 async def watch(
     session: AsyncSession, now: datetime, rules: UpkeepRules, policy: NotifyPolicy
 ) -> str:
+    message = await _monitor_overdue(session, now, rules.watchdog_after)
+    if message is not None:
+        spec = AlertSpec(fingerprint=WATCHDOG, kind=WATCHDOG, severity="critical", message=message)
+        return (await raise_alert(session, spec, now, policy)).value
+    return (await resolve_alert(session, WATCHDOG, now, policy)).value
+
+
+async def _monitor_overdue(session: AsyncSession, now: datetime, after: float) -> str | None:
+    """Why the watchdog should bark, or None. A monitor that never completed is measured from
+    the first cycle of any kind, so a monitor schedule broken from the start is caught too."""
     last = await session.scalar(
         select(CycleHeartbeat.last_completed_at).where(CycleHeartbeat.mode == "monitor")
     )
-    if last is not None and (now - last).total_seconds() > rules.watchdog_after:
-        spec = AlertSpec(
-            fingerprint=WATCHDOG,
-            kind=WATCHDOG,
-            severity="critical",
-            message=f"no monitor cycle has completed since {last.isoformat()}; "
-            "agent health is not being checked",
+    if last is not None:
+        if (now - last).total_seconds() <= after:
+            return None
+        return (
+            f"no monitor cycle has completed since {last.isoformat()}; "
+            "agent health is not being checked"
         )
-        return (await raise_alert(session, spec, now, policy)).value
-    return (await resolve_alert(session, WATCHDOG, now, policy)).value
+    began = await session.scalar(select(func.min(CycleHeartbeat.first_completed_at)))
+    if began is None or (now - began).total_seconds() <= after:
+        return None
+    return (
+        f"no monitor cycle has ever completed, and cycles have run since {began.isoformat()}; "
+        "agent health is not being checked"
+    )
 
 
 async def watch_stalls(

@@ -234,6 +234,8 @@ class CycleHeartbeat(Base):
 
     mode: Mapped[str] = mapped_column(String(16), primary_key=True)
     last_completed_at: Mapped[datetime]
+    first_completed_at: Mapped[datetime]
+    """Kept from the first time: the watchdog measures from it when no monitor ever ran."""
 
 
 class PipelineReport(Base):

@@ -395,6 +395,11 @@ async def test_unconfigured_sink_stays_pending_with_its_reason(
 # --- watchdog and stalled handoffs -------------------------------------------------------
 
 
+def heartbeat(mode: str, at: datetime) -> CycleHeartbeat:
+    """A mode that has been completing since ``at`` (its first and last time)."""
+    return CycleHeartbeat(mode=mode, last_completed_at=at, first_completed_at=at)
+
+
 def upkeep(sessionmaker, receiver: Receiver, http: httpx.AsyncClient) -> UpkeepActivities:
     rules = UpkeepRules(watchdog_after=(30 * MINUTE).total_seconds(), stalled_threshold=2)
     return UpkeepActivities(sessionmaker, rules, POLICY, receiver.sinks(), http)
@@ -409,9 +414,7 @@ async def test_watchdog_raises_a_critical_alert_and_a_fresh_heartbeat_resolves_i
     sessionmaker, agent_sessionmaker, receiver: Receiver, http: httpx.AsyncClient
 ) -> None:
     t0, activities = NOW, upkeep(sessionmaker, receiver, http)
-    await add(
-        agent_sessionmaker, CycleHeartbeat(mode="monitor", last_completed_at=t0 - 20 * MINUTE)
-    )
+    await add(agent_sessionmaker, heartbeat("monitor", t0 - 20 * MINUTE))
     assert (await after_cycle(activities, t0, "handoffs")).watchdog == "unchanged"
 
     late = await after_cycle(activities, t0 + 15 * MINUTE, "handoffs")
@@ -437,8 +440,33 @@ async def test_watchdog_raises_a_critical_alert_and_a_fresh_heartbeat_resolves_i
     assert receiver.events() == ["opened", "resolved"]
     assert (await after_cycle(activities, t0 + 30 * MINUTE, "handoffs")).watchdog == "unchanged"
     async with sessionmaker() as session:
-        beats = {b.mode: b.last_completed_at for b in await session.scalars(select(CycleHeartbeat))}
-    assert beats == {"monitor": t0 + 25 * MINUTE, "handoffs": t0 + 30 * MINUTE}
+        beats = {
+            b.mode: (b.first_completed_at, b.last_completed_at)
+            for b in await session.scalars(select(CycleHeartbeat))
+        }
+    assert beats == {
+        "monitor": (t0 - 20 * MINUTE, t0 + 25 * MINUTE),
+        "handoffs": (t0, t0 + 30 * MINUTE),
+    }
+
+
+async def test_watchdog_barks_when_no_monitor_cycle_ever_completed(
+    sessionmaker, receiver: Receiver, http: httpx.AsyncClient
+) -> None:
+    t0, activities = NOW, upkeep(sessionmaker, receiver, http)
+    assert (await after_cycle(activities, t0)).watchdog == "unchanged"  # nothing has run yet
+    assert (await after_cycle(activities, t0, "handoffs")).watchdog == "unchanged"
+    assert (await after_cycle(activities, t0 + 30 * MINUTE, "report")).watchdog == "unchanged"
+
+    late = await after_cycle(activities, t0 + 31 * MINUTE, "handoffs")
+    assert (late.watchdog, late.delivery.sent) == ("created", 3)
+    alert = await the_alert(sessionmaker, "watchdog")
+    assert (alert.severity, alert.status) == ("critical", "open")
+    assert alert.message.startswith("no monitor cycle has ever completed")
+    assert t0.isoformat() in alert.message
+
+    first = await after_cycle(activities, t0 + 32 * MINUTE, "monitor")
+    assert first.watchdog == "resolved"
 
 
 def stalled_row(pid: int, status: HandoffStatus, at: datetime) -> Handoff:
@@ -453,7 +481,7 @@ async def test_stalled_handoffs_over_the_threshold_raise_an_alert_until_they_cle
     sessionmaker, agent_sessionmaker, receiver: Receiver, http: httpx.AsyncClient
 ) -> None:
     t0, activities = NOW, upkeep(sessionmaker, receiver, http)
-    await add(agent_sessionmaker, CycleHeartbeat(mode="monitor", last_completed_at=t0))
+    await add(agent_sessionmaker, heartbeat("monitor", t0))
     await add(agent_sessionmaker, *[stalled_row(pid, HandoffStatus.STALLED, t0) for pid in (1, 2)],
               stalled_row(3, HandoffStatus.RUNNING, t0))  # fmt: skip
     at_threshold = await after_cycle(activities, t0, "handoffs")
@@ -537,7 +565,7 @@ async def test_cycles_raise_and_resolve_the_watchdog(
 ) -> None:
     settings = alerting(worker_settings, receiver)
     stale = datetime.now(UTC) - 2 * H
-    await add(agent_sessionmaker, CycleHeartbeat(mode="monitor", last_completed_at=stale))
+    await add(agent_sessionmaker, heartbeat("monitor", stale))
     async with build_worker(client, sessionmaker, settings):
         handoffs = await run_cycle(client, settings, "handoffs")
         monitor = await run_cycle(client, settings, "monitor")

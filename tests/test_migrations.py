@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.engine import create_engine, create_sessionmaker
 from db.migrate import current_revision, upgrade
-from db.models import Base
+from db.models import Base, CycleHeartbeat
 
 AGENT_TABLES = {"prospects", "contacts", "activities", "outreach_sequences", "agent_runs",
                 "record_locks"}  # fmt: skip
@@ -44,3 +47,26 @@ async def test_health_window_index_exists(engine: AsyncEngine) -> None:
     columns = {tuple(i["column_names"]) for i in indexes}
     assert ("agent_name", "started_at") in columns
     assert ("agent_name", "status", "completed_at") in columns
+
+
+async def test_heartbeats_written_before_0003_start_from_their_last_completion(
+    db_url: str,
+) -> None:
+    """Upgrading a running deployment: the watchdog's new "first completed" takes the last
+    completion the row already had (the earliest moment the migration can vouch for)."""
+    engine = create_engine(db_url)
+    try:
+        await upgrade(engine, "0002")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO cycle_heartbeats (mode, last_completed_at) VALUES (:m, :at)"),
+                {"m": "handoffs", "at": datetime(2026, 11, 1, 12, tzinfo=UTC)},
+            )
+        await upgrade(engine)
+        async with create_sessionmaker(engine)() as session:
+            beat = await session.get(CycleHeartbeat, "handoffs")
+        assert beat is not None
+        assert beat.first_completed_at == beat.last_completed_at
+        assert beat.first_completed_at.replace(tzinfo=UTC) == datetime(2026, 11, 1, 12, tzinfo=UTC)
+    finally:
+        await engine.dispose()
