@@ -11,7 +11,6 @@ Run as ``python -m bench.heap_worker FILE``: one JSON line per sample is appende
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import ctypes.util
 import gc
@@ -22,8 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from orchestrator.cli import _settings
-from orchestrator.runners import run_worker_process
+from orchestrator.cli import app
 
 EVERY = 5.0
 """Seconds between samples."""
@@ -113,12 +111,11 @@ def read_samples(path: Path) -> list[dict[str, object]]:
 
 
 def main(path: Path) -> None:
-    settings = _settings()
     stop = threading.Event()
     thread = threading.Thread(target=_record, args=(path, stop), name="heap-sampler", daemon=True)
     thread.start()
     try:
-        asyncio.run(run_worker_process(settings))
+        app(["worker"])  # the production command, settings and all
     finally:
         stop.set()
 
