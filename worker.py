@@ -26,6 +26,7 @@ from activities.notify import SinkConfig
 from activities.reports import ReportActivities, ReportConfig
 from activities.upkeep import UpkeepActivities, UpkeepRules
 from activities.validation import ValidationActivities
+from orchestrator.memory_trim import trim_memory_every
 from orchestrator.schedules import apply_schedules
 from orchestrator.search_attributes import ensure_search_attributes
 from orchestrator.settings import Settings
@@ -165,5 +166,9 @@ async def run_worker(
         worker = build_worker(client, sessionmaker, settings, http=http)
         log.info("worker polling task queue %r", settings.temporal.task_queue)
         async with worker:
+            trimming = asyncio.create_task(
+                trim_memory_every(settings.worker.memory_trim_interval, stop)
+            )
             await stop.wait()
+            await trimming
     log.info("worker stopped")

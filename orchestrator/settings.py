@@ -183,6 +183,9 @@ class WorkerSettings(BaseModel):
     max_concurrent_local_activities: int = Field(200, ge=1)
     """The handoffs' database steps; bounded by ``database_pool_size`` in practice."""
 
+    memory_trim_interval: timedelta = Field(timedelta(minutes=1), ge=timedelta(0))
+    """How often the worker hands memory glibc keeps free back to the system (``malloc_trim``;
+    without it resident memory ratchets up to the largest burst of work so far). 0 = never."""
     sandbox_all: bool = False
     """Run the handoff workflow in the SDK's determinism sandbox too (the cycle always runs
     in it). The handoff is the hot path, one instance per handoff, and the sandbox re-imports
