@@ -26,7 +26,7 @@ from activities.notify import SinkConfig
 from activities.reports import ReportActivities, ReportConfig
 from activities.upkeep import UpkeepActivities, UpkeepRules
 from activities.validation import ValidationActivities
-from orchestrator.memory_trim import trim_memory_every
+from orchestrator.allocator import trim_memory_every
 from orchestrator.schedules import apply_schedules
 from orchestrator.search_attributes import ensure_search_attributes
 from orchestrator.settings import Settings

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator.allocator import limit_malloc_arenas
 from orchestrator.logs import configure_logging
 from orchestrator.settings import Settings, get_settings
 from orchestrator.tracing import install_tracing
@@ -93,6 +94,7 @@ def dev(
     from orchestrator.devserver import BinaryNotFound, PortInUse
 
     settings = _settings()
+    limit_malloc_arenas(settings.worker.malloc_arenas)  # the worker runs in this process
     plan = _scenario(scenario, fail, speed) if simulate else None
     options = DevOptions(state_dir, temporal_port, ui_port, api_port or settings.api_port, plan)
     try:
@@ -127,7 +129,9 @@ def worker() -> None:
     """Run a worker: the orchestrator's workflows and activities on its task queue."""
     from orchestrator.runners import run_worker_process
 
-    _run(run_worker_process(_settings()))
+    settings = _settings()
+    limit_malloc_arenas(settings.worker.malloc_arenas)  # before any thread starts
+    _run(run_worker_process(settings))
 
 
 @app.command()

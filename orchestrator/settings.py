@@ -183,6 +183,9 @@ class WorkerSettings(BaseModel):
     max_concurrent_local_activities: int = Field(200, ge=1)
     """The handoffs' database steps; bounded by ``database_pool_size`` in practice."""
 
+    malloc_arenas: int = Field(2, ge=0)
+    """The most glibc ``malloc`` arenas a worker process uses (0: glibc's default, eight per
+    core); more arenas keep more freed memory resident (``MALLOC_ARENA_MAX``, if set, wins)."""
     memory_trim_interval: timedelta = Field(timedelta(minutes=1), ge=timedelta(0))
     """How often the worker hands memory glibc keeps free back to the system (``malloc_trim``;
     without it resident memory ratchets up to the largest burst of work so far). 0 = never."""

@@ -1,16 +1,20 @@
-"""The worker's memory trim hands freed ``malloc`` memory back to the system (glibc)."""
+"""The worker's allocator settings: threads share few arenas, and free pages go back to the
+system (glibc)."""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
 import ctypes.util
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from orchestrator.memory_trim import find_malloc_trim, trim_memory_every
+from orchestrator.allocator import find_malloc_trim, trim_memory_every
 from orchestrator.settings import Settings
 
 CHUNK, CHUNKS, KEEP_EVERY = 1000, 200_000, 64
@@ -76,9 +80,52 @@ async def test_trimming_stops_when_the_worker_stops() -> None:
     assert await asyncio.wait_for(trimming, 2) == 0
 
 
-def test_the_interval_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_allocator_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCH_WORKER__MEMORY_TRIM_INTERVAL", "PT0S")
     assert Settings().worker.memory_trim_interval == timedelta(0)
     monkeypatch.setenv("ORCH_WORKER__MEMORY_TRIM_INTERVAL", "-PT1S")
     with pytest.raises(ValueError, match="memory_trim_interval"):
         Settings()
+    monkeypatch.delenv("ORCH_WORKER__MEMORY_TRIM_INTERVAL")
+    monkeypatch.setenv("ORCH_WORKER__MALLOC_ARENAS", "0")
+    assert Settings().worker.malloc_arenas == 0
+    monkeypatch.setenv("ORCH_WORKER__MALLOC_ARENAS", "-1")
+    with pytest.raises(ValueError, match="malloc_arenas"):
+        Settings()
+
+
+THREADS_THAT_ALLOCATE = """
+import ctypes, ctypes.util, sys, threading
+from orchestrator.allocator import limit_malloc_arenas
+limit_malloc_arenas(int(sys.argv[1]))
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+def allocate():
+    for _ in range(1000):
+        libc.malloc(100)
+threads = [threading.Thread(target=allocate) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc.malloc_stats()  # one "Arena N:" paragraph per arena, on stderr
+"""
+
+
+def arenas_used(limit: int, environment: str | None = None) -> int:
+    """Arenas a process with four allocating threads ends up with, the limit set in code
+    (and ``MALLOC_ARENA_MAX`` set to ``environment``, if given)."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    if environment is not None:
+        env["MALLOC_ARENA_MAX"] = environment
+    command = [sys.executable, "-c", THREADS_THAT_ALLOCATE, str(limit)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return sum(line.startswith("Arena ") for line in done.stderr.splitlines())
+
+
+def test_threads_share_the_arenas_the_limit_allows() -> None:
+    assert arenas_used(0) > 1  # glibc's default: a new arena for each thread that allocates
+    assert arenas_used(1) == 1
+
+
+def test_malloc_arena_max_in_the_environment_wins() -> None:
+    assert arenas_used(1, environment="3") == 3
