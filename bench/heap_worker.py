@@ -12,7 +12,6 @@ Run as ``python -m bench.heap_worker FILE``: one JSON line per sample is appende
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import json
 import sys
@@ -21,6 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from orchestrator.allocator import c_library
 from orchestrator.cli import app
 
 EVERY = 5.0
@@ -49,8 +49,7 @@ class _MallInfo2(ctypes.Structure):
 
 
 def _mallinfo2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    name = ctypes.util.find_library("c")
-    function = getattr(ctypes.CDLL(name), "mallinfo2", None) if name else None
+    function = getattr(c_library(), "mallinfo2", None)
     if function is not None:
         function.restype = _MallInfo2
     return function

@@ -26,7 +26,7 @@ M_ARENA_MAX = -8
 """``mallopt``'s parameter for the most arenas glibc creates (malloc.h)."""
 
 
-def _libc() -> ctypes.CDLL | None:
+def c_library() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     return ctypes.CDLL(name) if name else None
 
@@ -35,7 +35,7 @@ def limit_malloc_arenas(arenas: int) -> bool:
     """At most ``arenas`` malloc arenas from now on (0: glibc's own limit); whether it was
     set. Call it first thing, before the threads start: a thread keeps the arena it got.
     ``MALLOC_ARENA_MAX`` in the environment, read by glibc at start, wins."""
-    libc = _libc()
+    libc = c_library()
     mallopt = getattr(libc, "mallopt", None)
     if arenas <= 0 or mallopt is None or "MALLOC_ARENA_MAX" in os.environ:
         return False
@@ -45,7 +45,7 @@ def limit_malloc_arenas(arenas: int) -> bool:
 
 def find_malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
-    function = getattr(_libc(), "malloc_trim", None)
+    function = getattr(c_library(), "malloc_trim", None)
     if function is None:
         return None
     function.argtypes, function.restype = [ctypes.c_size_t], ctypes.c_int
