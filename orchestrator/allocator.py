@@ -40,7 +40,11 @@ def limit_malloc_arenas(arenas: int) -> bool:
     if arenas <= 0 or mallopt is None or "MALLOC_ARENA_MAX" in os.environ:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_ARENA_MAX, arenas))
+    limited = bool(mallopt(M_ARENA_MAX, arenas))
+    log.info(
+        "malloc arenas: at most %d%s", arenas, "" if limited else " (refused by the C library)"
+    )
+    return limited
 
 
 def find_malloc_trim() -> Callable[[int], int] | None:

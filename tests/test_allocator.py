@@ -100,9 +100,11 @@ from orchestrator.allocator import limit_malloc_arenas
 limit_malloc_arenas(int(sys.argv[1]))
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+together = threading.Barrier(4)
 def allocate():
     for _ in range(1000):
         libc.malloc(100)
+    together.wait()  # all four hold their arena at once (an exited thread's is reused)
 threads = [threading.Thread(target=allocate) for _ in range(4)]
 for t in threads: t.start()
 for t in threads: t.join()
