@@ -187,8 +187,8 @@ class WorkerSettings(BaseModel):
     """The most glibc ``malloc`` arenas a worker process uses (0: glibc's default, eight per
     core); more arenas keep more freed memory resident (``MALLOC_ARENA_MAX``, if set, wins)."""
     memory_trim_interval: timedelta = Field(timedelta(minutes=1), ge=timedelta(0))
-    """How often the worker hands memory glibc keeps free back to the system (``malloc_trim``;
-    without it resident memory ratchets up to the largest burst of work so far). 0 = never."""
+    """How often the worker hands whole free pages glibc keeps back to the system
+    (``malloc_trim``; free memory fragmented among live chunks stays). 0 = never."""
     sandbox_all: bool = False
     """Run the handoff workflow in the SDK's determinism sandbox too (the cycle always runs
     in it). The handoff is the hot path, one instance per handoff, and the sandbox re-imports
