@@ -1,12 +1,13 @@
 """Figure 6: the orchestrator worker's memory over one long sweep.
 
-The worker runs as its own process (``orchestrator worker``, as in production) on a task queue
-of its own; the stand-in agents answer from the benchmark's process. One sweep hands off every
-prospect (it pages, waits for room under ``max_in_flight`` and continues as new by itself);
-the worker's resident memory is sampled from ``/proc`` while the handoffs complete. Flat
-means: the last tenth of the sweep uses no more than a tenth more memory than the stretch
-after the workflow cache has filled (20 to 30% of the way), so nothing grows with the number
-of prospects swept.
+The worker runs as its own process (``orchestrator worker``, as in production, through
+``bench.heap_worker``, which also records its Python heap and what ``malloc`` holds) on a task
+queue of its own; the stand-in agents answer from the benchmark's process. One sweep hands off
+every prospect (it pages, waits for room under ``max_in_flight`` and continues as new by
+itself); the worker's resident memory is sampled from ``/proc`` while the handoffs complete.
+Flat means: at rest (at most ``QUIET`` handoffs open), the last tenth of the sweep uses no more
+than a tenth more memory than the stretch after the workflow cache has filled (20 to 30% of the
+way), so nothing grows with the number of prospects swept.
 """
 
 from __future__ import annotations
