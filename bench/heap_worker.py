@@ -96,17 +96,24 @@ def _record(path: Path, stop: threading.Event) -> None:
                 return
 
 
-def read_samples(path: Path) -> list[dict[str, object]]:
-    """The samples a worker wrote so far (a line being written is skipped)."""
+TAIL = 16 * 1024
+"""Bytes read from the end of the record for its latest sample (a line is under 2 KiB)."""
+
+
+def latest_sample(path: Path) -> dict[str, object] | None:
+    """The last complete sample a worker wrote, read from the end of the file so that
+    polling it stays cheap however long the run; None before the first."""
     if not path.exists():
-        return []
-    samples = []
-    for line in path.read_text().splitlines():
+        return None
+    with path.open("rb") as record:
+        record.seek(max(record.seek(0, 2) - TAIL, 0))
+        lines = record.read().decode().splitlines()
+    for line in reversed(lines):
         try:
-            samples.append(json.loads(line))
+            return dict(json.loads(line))
         except json.JSONDecodeError:
-            continue
-    return samples
+            continue  # being written, or cut by the seek
+    return None
 
 
 def main(path: Path) -> None:

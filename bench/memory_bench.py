@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from bench.heap_worker import read_samples
+from bench.heap_worker import latest_sample
 from bench.results import Check, Figure, Goal
 from db.models import Handoff, Prospect
 from pipeline.handoffs import OPEN_STATUSES
@@ -74,10 +74,9 @@ def start_heap_worker(env: dict[str, str], log: Path, heap: Path) -> subprocess.
 
 
 def _latest_heap(heap: Path) -> tuple[int, int, float, float]:
-    samples = read_samples(heap)
-    if not samples:
+    last: dict[str, Any] | None = latest_sample(heap)
+    if last is None:
         return 0, 0, 0.0, 0.0
-    last: dict[str, Any] = samples[-1]
     native = last.get("malloc") or {}
     mib = 1024 * 1024
     return (
