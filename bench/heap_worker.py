@@ -56,13 +56,34 @@ def _mallinfo2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 
 
 MALLINFO2 = _mallinfo2()
+MALLCTL = getattr(ctypes.CDLL(None), "mallctl", None)
+"""jemalloc's control call, where jemalloc is preloaded in place of glibc's malloc."""
+
+
+def _jemalloc_stat(name: str) -> int:
+    value, size = ctypes.c_size_t(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_size_t))
+    assert MALLCTL is not None
+    MALLCTL(name.encode(), ctypes.byref(value), ctypes.byref(size), None, 0)
+    return value.value
+
+
+def _jemalloc_heap() -> dict[str, int]:
+    """jemalloc's statistics are a snapshot taken when its epoch is advanced."""
+    assert MALLCTL is not None
+    epoch, size = ctypes.c_uint64(1), ctypes.c_size_t(8)
+    MALLCTL(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), size)
+    allocated = _jemalloc_stat("stats.allocated")
+    return {"in_use": allocated, "kept_free": _jemalloc_stat("stats.resident") - allocated}
 
 
 def native_heap() -> dict[str, int]:
-    """What glibc's malloc holds (the Temporal core, the database drivers and Python's large
+    """What the C allocator holds (the Temporal core, the database drivers and Python's large
     objects allocate there; Python's small objects come from its own arenas instead): bytes
     in use, and bytes free but kept. Kept memory growing while in-use stays level is the
-    allocator's high-water mark, not a leak. Empty where the C library has no ``mallinfo2``."""
+    allocator's high-water mark, not a leak. Read from jemalloc where it is preloaded, else
+    from glibc; empty where the C library has no ``mallinfo2``."""
+    if MALLCTL is not None:
+        return _jemalloc_heap()
     if MALLINFO2 is None:
         return {}
     info = MALLINFO2()

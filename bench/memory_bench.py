@@ -5,6 +5,8 @@ The worker runs as its own process (``orchestrator worker``, as in production, t
 queue of its own; the stand-in agents answer from the benchmark's process. One sweep hands off
 every prospect (it pages, waits for room under ``max_in_flight`` and continues as new by
 itself); the worker's resident memory is sampled from ``/proc`` while the handoffs complete.
+A third of the way, the agents hold their calls until nine tenths of the in-flight bound is
+open (``Burst``), so every run has the largest burst of work the worker can be given.
 Flat means: at rest (at most ``QUIET`` handoffs open), the last tenth of the sweep uses no more
 than a tenth more memory than the stretch after the workflow cache has filled (20 to 30% of the
 way), so nothing grows with the number of prospects swept.
@@ -13,6 +15,7 @@ way), so nothing grows with the number of prospects swept.
 from __future__ import annotations
 
 import asyncio
+import ctypes.util
 import statistics
 import subprocess
 import sys
@@ -43,6 +46,74 @@ FLAT = 1.10
 QUIET = 50
 """Handoffs open at most, for a sample to show the worker between bursts of work."""
 SEED_CHUNK = 10_000
+ALLOCATORS = {"glibc": None, "jemalloc": "jemalloc"}
+"""The C allocators the worker can run with: glibc's own, or a library preloaded in its place."""
+
+
+def allocator_env(allocator: str) -> dict[str, str]:
+    """The worker's environment for ``allocator``: glibc needs nothing, another one is preloaded
+    (Debian's ``libjemalloc2``). A clear error where the library is not installed."""
+    library = ALLOCATORS[allocator]
+    if library is None:
+        return {}
+    found = ctypes.util.find_library(library)
+    if found is None:
+        raise RuntimeError(f"the {allocator} library is not installed (Debian: lib{library}2)")
+    return {"LD_PRELOAD": found}
+
+
+BURST_AT = 0.35
+"""How far into the sweep the burst comes: after the 20-30% stretch, well before the last tenth."""
+HOLD_AT_MOST = 180.0
+"""Seconds the agents hold their calls at most, should the server start handoffs slowly."""
+
+
+@dataclass
+class Burst:
+    """Once in the sweep, the stand-in agents hold every call until ``size`` handoffs are open,
+    then answer them all: the most work the worker can have in hand at once (its bound is
+    ``ORCH_HANDOFFS__MAX_IN_FLIGHT``). A slow server causes such bursts at random; made on
+    purpose, every run has one at the same place, and the last tenth shows whether the worker
+    gives back what the burst took."""
+
+    gate: asyncio.Event
+    """The agents' gate (``FakeAgent.gate``): cleared, every call waits."""
+    at: int
+    size: int
+    held_since: float | None = None
+    released_after: float | None = None
+    peak_open: int = 0
+
+    def step(self, done: int, open_now: int, now: float) -> str | None:
+        """Hold or release the agents; what happened, to say, if anything did."""
+        if self.released_after is not None:
+            return None
+        if self.held_since is None:
+            if done < self.at:
+                return None
+            self.gate.clear()
+            self.held_since = now
+            return f"    burst: the agents hold every call until {self.size:,} handoffs are open"
+        self.peak_open = max(self.peak_open, open_now)
+        held = now - self.held_since
+        if open_now < self.size and held < HOLD_AT_MOST:
+            return None
+        self.gate.set()
+        self.released_after = held
+        return f"    burst: {open_now:,} open after {held:.0f} s; the agents answer again"
+
+    def detail(self) -> dict[str, object]:
+        return {
+            "at": self.at,
+            "size": self.size,
+            "peak_open": self.peak_open,
+            "held_seconds": self.released_after,
+        }
+
+
+def burst_for(gate: asyncio.Event, n: int, max_in_flight: int) -> Burst:
+    """A burst of nine tenths of the in-flight bound, or half the sweep if that is smaller."""
+    return Burst(gate, at=round(BURST_AT * n), size=max(1, min(max_in_flight * 9 // 10, n // 2)))
 
 
 @dataclass(frozen=True)
@@ -123,6 +194,7 @@ async def _sample_until_done(
     heap: Path,
     sm: async_sessionmaker[AsyncSession],
     n: int,
+    burst: Burst,
     say: Callable[[str], None],
     every: float = 2.0,
 ) -> list[Sample]:
@@ -140,7 +212,10 @@ async def _sample_until_done(
         )
         if done >= n:
             return samples
-        if done != last:
+        said = burst.step(done, open_now, now)
+        if said:
+            say(said)
+        if done != last or not burst.gate.is_set():  # a held burst is not a stall
             quiet_since, last = now, done
         elif now - quiet_since > 300:
             raise TimeoutError(f"{done:,} of {n:,} handed off, nothing moved for 5 minutes")
@@ -159,15 +234,17 @@ async def sweep_memory(
     url: str,
     sm: async_sessionmaker[AsyncSession],
     n: int,
+    burst: Burst,
     say: Callable[[str], None],
+    allocator: str = "glibc",
 ) -> tuple[list[Figure], list[Check]]:
-    say(f"  memory: one sweep of {n:,} prospects through a worker process")
+    say(f"  memory: one sweep of {n:,} prospects through a worker process ({allocator} malloc)")
     await seed(sm, n, say)
     queue = f"bench-memory-{uuid.uuid4().hex[:8]}"
     folder = Path(tempfile.mkdtemp(prefix="orch-bench-worker-"))
     log, heap = folder / "worker.log", folder / "heap.jsonl"
     env = worker_env(url, client.service_client.config.target_host, queue)
-    worker = start_heap_worker(env, log, heap)
+    worker = start_heap_worker({**env, **allocator_env(allocator)}, log, heap)
     try:
         await client.start_workflow(
             CycleWorkflow.run,
@@ -175,7 +252,7 @@ async def sweep_memory(
             id=f"bench-memory-sweep-{uuid.uuid4().hex[:8]}",
             task_queue=queue,
         )
-        samples = await _sample_until_done(worker, heap, sm, n, say)
+        samples = await _sample_until_done(worker, heap, sm, n, burst, say)
     finally:
         stop_worker(worker)
     took = samples[-1].seconds
@@ -183,6 +260,8 @@ async def sweep_memory(
         "peak_mb": max(s.rss_mb for s in samples),
         "peak_open_handoffs": max(s.open for s in samples),
         "seconds": took,
+        "allocator": allocator,
+        "burst": burst.detail(),
         "quiet_at_most_open": QUIET,
         "quiet_samples": {k: len(v) for k, v in _windows(samples, n, quiet=True).items()},
         "rss_mb_all_samples": _along(samples, n, "rss_mb", quiet=False),

@@ -57,6 +57,7 @@ from sqlalchemy import delete, func, select
 
 from bench.db_bench import DbBench
 from bench.generate import Shape, load
+from bench.memory_bench import ALLOCATORS
 from bench.results import Check, Figure, Goal, table
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
@@ -93,6 +94,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chains", type=int, help="chained prospects for the latency figure")
     parser.add_argument(
         "--sweep", type=int, help="prospects in the worker-memory sweep (figure 6; 0 skips it)"
+    )
+    parser.add_argument(
+        "--worker-malloc",
+        choices=sorted(ALLOCATORS),
+        default="glibc",
+        help="the C allocator of the figure 6 worker (jemalloc: Debian's libjemalloc2, preloaded)",
     )
     parser.add_argument(
         "--chain-wave", type=int, default=10, help="chains started together (latency figure)"
@@ -273,6 +280,7 @@ async def run_benchmarks(
                     say=say,
                     chain_wave=opts.chain_wave,
                     sweep=opts.sweep,
+                    allocator=opts.worker_malloc,
                 )
                 figures += got
                 checks += agreed

@@ -27,7 +27,7 @@ from temporalio.worker import Worker
 
 from bench.ceiling import TASK_QUEUE as CEILING_QUEUE
 from bench.ceiling import EmptyWorkflow, noop
-from bench.memory_bench import sweep_memory
+from bench.memory_bench import burst_for, sweep_memory
 from bench.results import Check, Figure, Goal, percentile
 from db.models import Handoff, Prospect
 from orchestrator.devserver import find_binary
@@ -146,6 +146,7 @@ async def run_temporal(
     say: Callable[[str], None],
     chain_wave: int = 10,
     sweep: int = 0,
+    allocator: str = "glibc",
 ) -> tuple[list[Figure], list[Check]]:
     settings = Settings(
         state_dir=state_dir,
@@ -174,7 +175,7 @@ async def run_temporal(
             )
     finally:
         await env.shutdown()
-    memory = await _memory(url, sm, sweep, say) if sweep else ([], [])
+    memory = await _memory(url, sm, sweep, say, allocator) if sweep else ([], [])
     figures = [
         Figure.make(
             "handoff.throughput",
@@ -203,20 +204,26 @@ async def run_temporal(
 
 
 async def _memory(
-    url: str, sm: async_sessionmaker[AsyncSession], sweep: int, say: Callable[[str], None]
+    url: str,
+    sm: async_sessionmaker[AsyncSession],
+    sweep: int,
+    say: Callable[[str], None],
+    allocator: str,
 ) -> tuple[list[Figure], list[Check]]:
     """Figure 6 on a server of its own that keeps its state in a file: the in-memory one
     grows by about 100 KiB per handoff, and 100,000 of them did not fit on a 24 GiB machine."""
     say("  starting a Temporal dev server with a database file for the sweep")
+    gate = asyncio.Event()
+    gate.set()
+    burst = burst_for(gate, sweep, Settings().handoffs.max_in_flight)  # what the worker reads
     with tempfile.TemporaryDirectory(prefix="orch-bench-temporal-") as folder:
         env = await start_server(Path(folder) / "temporal.db")
         try:
             async with AsyncExitStack() as stack:
                 for name in AGENTS:
-                    await stack.enter_async_context(
-                        TimedAgent(FakeAgent(name, sm)).worker(env.client)
-                    )
-                return await sweep_memory(env.client, url, sm, sweep, say)
+                    agent = TimedAgent(FakeAgent(name, sm, gate=gate))
+                    await stack.enter_async_context(agent.worker(env.client))
+                return await sweep_memory(env.client, url, sm, sweep, burst, say, allocator)
         finally:
             await env.shutdown()
 

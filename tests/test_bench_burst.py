@@ -1,0 +1,57 @@
+"""Figure 6's burst and allocator choice: pure rules, checked without a server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench import memory_bench
+from bench.memory_bench import HOLD_AT_MOST, allocator_env, burst_for
+
+
+def open_gate() -> asyncio.Event:
+    gate = asyncio.Event()
+    gate.set()
+    return gate
+
+
+def test_a_burst_is_sized_by_the_in_flight_bound_or_half_the_sweep() -> None:
+    large = burst_for(open_gate(), 100_000, 2000)
+    assert (large.at, large.size) == (35_000, 1800)
+    small = burst_for(open_gate(), 30, 2000)
+    assert (small.at, small.size) == (10, 15)
+
+
+def test_the_agents_hold_from_the_burst_point_until_enough_is_open() -> None:
+    burst = burst_for(open_gate(), 1000, 100)
+    assert burst.step(done=349, open_now=5, now=10.0) is None
+    assert burst.gate.is_set()
+    assert burst.step(done=350, open_now=5, now=11.0) is not None
+    assert not burst.gate.is_set()
+    assert burst.step(done=350, open_now=89, now=20.0) is None
+    assert not burst.gate.is_set()
+    assert burst.step(done=350, open_now=90, now=31.0) is not None
+    assert burst.gate.is_set()
+    assert burst.detail() == {"at": 350, "size": 90, "peak_open": 90, "held_seconds": 20.0}
+    assert burst.step(done=900, open_now=0, now=99.0) is None  # once only
+    assert burst.gate.is_set()
+
+
+def test_a_slow_server_cannot_hold_the_agents_for_ever() -> None:
+    burst = burst_for(open_gate(), 1000, 100)
+    burst.step(done=400, open_now=0, now=0.0)
+    assert burst.step(done=400, open_now=3, now=HOLD_AT_MOST - 1) is None
+    assert burst.step(done=400, open_now=3, now=HOLD_AT_MOST) is not None
+    assert burst.gate.is_set() and burst.peak_open == 3
+
+
+def test_glibc_needs_nothing_and_a_missing_allocator_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert allocator_env("glibc") == {}
+    monkeypatch.setattr(memory_bench.ctypes.util, "find_library", lambda _name: None)
+    with pytest.raises(RuntimeError, match="libjemalloc2"):
+        allocator_env("jemalloc")
+    monkeypatch.setattr(memory_bench.ctypes.util, "find_library", lambda n: f"lib{n}.so.2")
+    assert allocator_env("jemalloc") == {"LD_PRELOAD": "libjemalloc.so.2"}
