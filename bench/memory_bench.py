@@ -34,6 +34,7 @@ from temporalio.client import Client
 from bench.heap_worker import latest_sample
 from bench.results import Check, Figure, Goal
 from db.models import Handoff, Prospect
+from orchestrator.allocator import IMAGE_ENVIRONMENT
 from pipeline.handoffs import OPEN_STATUSES
 from tests.factories import add, prospect
 from tests.outage_support import stop_worker, worker_env
@@ -46,20 +47,27 @@ FLAT = 1.10
 QUIET = 50
 """Handoffs open at most, for a sample to show the worker between bursts of work."""
 SEED_CHUNK = 10_000
-ALLOCATORS = {"glibc": None, "jemalloc": "jemalloc"}
-"""The C allocators the worker can run with: glibc's own, or a library preloaded in its place."""
+ALLOCATORS = ("image", "pymalloc", "jemalloc")
+"""How the worker allocates memory: as the image runs it (``IMAGE_ENVIRONMENT``: every Python
+object through glibc's ``malloc``), Python's defaults (small objects in its own arenas), or
+the image's settings with jemalloc preloaded in place of glibc's ``malloc``."""
+JEMALLOC_CONF = "background_thread:true"
+"""jemalloc returns freed pages from a thread of its own, not only when the worker allocates."""
 
 
-def allocator_env(allocator: str) -> dict[str, str]:
-    """The worker's environment for ``allocator``: glibc needs nothing, another one is preloaded
-    (Debian's ``libjemalloc2``). A clear error where the library is not installed."""
-    library = ALLOCATORS[allocator]
-    if library is None:
-        return {}
-    found = ctypes.util.find_library(library)
-    if found is None:
-        raise RuntimeError(f"the {allocator} library is not installed (Debian: lib{library}2)")
-    return {"LD_PRELOAD": found}
+def allocator_env(base: dict[str, str], allocator: str) -> dict[str, str]:
+    """The worker's environment ``base`` set up for ``allocator``. A clear error where
+    jemalloc is not installed."""
+    env = {k: v for k, v in base.items() if k not in ("PYTHONMALLOC", "LD_PRELOAD", "MALLOC_CONF")}
+    if allocator == "pymalloc":
+        return env
+    env |= IMAGE_ENVIRONMENT
+    if allocator == "jemalloc":
+        found = ctypes.util.find_library("jemalloc")
+        if found is None:
+            raise RuntimeError("jemalloc is not installed (Debian: libjemalloc2)")
+        env |= {"LD_PRELOAD": found, "MALLOC_CONF": JEMALLOC_CONF}
+    return env
 
 
 BURST_AT = 0.35
@@ -236,15 +244,15 @@ async def sweep_memory(
     n: int,
     burst: Burst,
     say: Callable[[str], None],
-    allocator: str = "glibc",
+    allocator: str = "image",
 ) -> tuple[list[Figure], list[Check]]:
-    say(f"  memory: one sweep of {n:,} prospects through a worker process ({allocator} malloc)")
+    say(f"  memory: one sweep of {n:,} prospects through a worker process (allocator: {allocator})")
     await seed(sm, n, say)
     queue = f"bench-memory-{uuid.uuid4().hex[:8]}"
     folder = Path(tempfile.mkdtemp(prefix="orch-bench-worker-"))
     log, heap = folder / "worker.log", folder / "heap.jsonl"
     env = worker_env(url, client.service_client.config.target_host, queue)
-    worker = start_heap_worker({**env, **allocator_env(allocator)}, log, heap)
+    worker = start_heap_worker(allocator_env(env, allocator), log, heap)
     try:
         await client.start_workflow(
             CycleWorkflow.run,

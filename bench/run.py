@@ -97,9 +97,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--worker-malloc",
-        choices=sorted(ALLOCATORS),
-        default="glibc",
-        help="the C allocator of the figure 6 worker (jemalloc: Debian's libjemalloc2, preloaded)",
+        choices=ALLOCATORS,
+        default="image",
+        help="how the figure 6 worker allocates: as the Docker image (default), Python's "
+        "defaults, or the image's with jemalloc (Debian's libjemalloc2) preloaded",
     )
     parser.add_argument(
         "--chain-wave", type=int, default=10, help="chains started together (latency figure)"

@@ -146,7 +146,7 @@ async def run_temporal(
     say: Callable[[str], None],
     chain_wave: int = 10,
     sweep: int = 0,
-    allocator: str = "glibc",
+    allocator: str = "image",
 ) -> tuple[list[Figure], list[Check]]:
     settings = Settings(
         state_dir=state_dir,

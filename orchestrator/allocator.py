@@ -22,6 +22,13 @@ from datetime import timedelta
 
 log = logging.getLogger(__name__)
 
+IMAGE_ENVIRONMENT = {"PYTHONMALLOC": "malloc"}
+"""What the image sets before the interpreter starts (Dockerfile; a test holds the two
+together). Python keeps its small objects in arenas of its own and returns an arena only when
+every object in it is gone: after a burst of open handoffs, a few long-lived objects scattered
+through the burst's arenas kept about 60 MiB resident for good (bench/README.md, figure 6).
+Through ``malloc`` those objects share glibc's chunks, whose free pages the trim hands back."""
+
 M_ARENA_MAX = -8
 """``mallopt``'s parameter for the most arenas glibc creates (malloc.h)."""
 

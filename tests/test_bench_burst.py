@@ -1,13 +1,15 @@
-"""Figure 6's burst and allocator choice: pure rules, checked without a server."""
+"""Figure 6's burst and how its worker allocates: pure rules, checked without a server."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from bench import memory_bench
 from bench.memory_bench import HOLD_AT_MOST, allocator_env, burst_for
+from orchestrator.allocator import IMAGE_ENVIRONMENT
 
 
 def open_gate() -> asyncio.Event:
@@ -46,12 +48,22 @@ def test_a_slow_server_cannot_hold_the_agents_for_ever() -> None:
     assert burst.gate.is_set() and burst.peak_open == 3
 
 
-def test_glibc_needs_nothing_and_a_missing_allocator_is_a_clear_error(
+def test_the_worker_allocates_as_the_image_says_unless_asked_otherwise(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert allocator_env("glibc") == {}
+    base = {"PATH": "/bin", "PYTHONMALLOC": "debug", "LD_PRELOAD": "libother.so"}
+    assert allocator_env(base, "pymalloc") == {"PATH": "/bin"}
+    assert allocator_env(base, "image") == {"PATH": "/bin", **IMAGE_ENVIRONMENT}
+    monkeypatch.setattr(memory_bench.ctypes.util, "find_library", lambda n: f"lib{n}.so.2")
+    preloaded = allocator_env(base, "jemalloc")
+    assert preloaded["LD_PRELOAD"] == "libjemalloc.so.2"
+    assert preloaded["PYTHONMALLOC"] == IMAGE_ENVIRONMENT["PYTHONMALLOC"]
     monkeypatch.setattr(memory_bench.ctypes.util, "find_library", lambda _name: None)
     with pytest.raises(RuntimeError, match="libjemalloc2"):
-        allocator_env("jemalloc")
-    monkeypatch.setattr(memory_bench.ctypes.util, "find_library", lambda n: f"lib{n}.so.2")
-    assert allocator_env("jemalloc") == {"LD_PRELOAD": "libjemalloc.so.2"}
+        allocator_env(base, "jemalloc")
+
+
+def test_the_image_sets_what_the_benchmark_measures() -> None:
+    dockerfile = (Path(__file__).parent.parent / "Dockerfile").read_text()
+    for name, value in IMAGE_ENVIRONMENT.items():
+        assert f"ENV {name}={value}" in dockerfile, name
