@@ -54,6 +54,21 @@ def limit_malloc_arenas(arenas: int) -> bool:
     return limited
 
 
+def tune_worker_memory(arenas: int) -> None:
+    """Limit the arenas, and say how Python allocates its objects: the interpreter chose that
+    at start, from ``PYTHONMALLOC``, so all a running worker can do is tell."""
+    limit_malloc_arenas(arenas)
+    allocator = os.environ.get("PYTHONMALLOC") or "pymalloc"
+    if allocator == IMAGE_ENVIRONMENT["PYTHONMALLOC"]:
+        log.info("Python objects through malloc (PYTHONMALLOC=%s)", allocator)
+    else:
+        log.info(
+            "Python objects from %s; a long-lived worker should run with PYTHONMALLOC=malloc "
+            "(the image does), or a burst of handoffs stays resident",
+            allocator,
+        )
+
+
 def find_malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
     function = getattr(c_library(), "malloc_trim", None)

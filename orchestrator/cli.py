@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.allocator import limit_malloc_arenas
+from orchestrator.allocator import tune_worker_memory
 from orchestrator.logs import configure_logging
 from orchestrator.settings import Settings, get_settings
 from orchestrator.tracing import install_tracing
@@ -94,7 +94,7 @@ def dev(
     from orchestrator.devserver import BinaryNotFound, PortInUse
 
     settings = _settings()
-    limit_malloc_arenas(settings.worker.malloc_arenas)  # the worker runs in this process
+    tune_worker_memory(settings.worker.malloc_arenas)  # the worker runs in this process
     plan = _scenario(scenario, fail, speed) if simulate else None
     options = DevOptions(state_dir, temporal_port, ui_port, api_port or settings.api_port, plan)
     try:
@@ -130,7 +130,7 @@ def worker() -> None:
     from orchestrator.runners import run_worker_process
 
     settings = _settings()
-    limit_malloc_arenas(settings.worker.malloc_arenas)  # before any thread starts
+    tune_worker_memory(settings.worker.malloc_arenas)  # before any thread starts
     _run(run_worker_process(settings))
 
 

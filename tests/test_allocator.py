@@ -1,11 +1,12 @@
-"""The worker's allocator settings: threads share few arenas, and free pages go back to the
-system (glibc)."""
+"""The worker's allocator settings: threads share few arenas, free pages go back to the
+system (glibc), and Python objects through malloc let a burst go."""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
 import ctypes.util
+import logging
 import os
 import subprocess
 import sys
@@ -14,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.allocator import find_malloc_trim, trim_memory_every
+from orchestrator.allocator import (
+    IMAGE_ENVIRONMENT,
+    find_malloc_trim,
+    trim_memory_every,
+    tune_worker_memory,
+)
 from orchestrator.settings import Settings
 
 CHUNK, CHUNKS, KEEP_EVERY = 1000, 200_000, 64
@@ -131,3 +137,50 @@ def test_threads_share_the_arenas_the_limit_allows() -> None:
 
 def test_malloc_arena_max_in_the_environment_wins() -> None:
     assert arenas_used(1, environment="3") == 3
+
+
+SCATTERED_SURVIVORS = """
+import ctypes, ctypes.util, gc, os
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+base = rss()
+burst = [str(i) * 3 for i in range(2_000_000)]
+peak = rss() - base
+survivors = burst[::250]  # a few objects of the burst live on, spread through it
+del burst
+gc.collect()
+ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+print(peak, rss() - base)
+"""
+
+
+def resident_after_a_burst(environment: dict[str, str]) -> tuple[int, int]:
+    """Resident bytes a child Python grew by at the peak of a burst of small objects, and
+    what it still holds once all but one in 250 are gone and memory was trimmed."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONMALLOC"} | environment
+    command = [sys.executable, "-c", SCATTERED_SURVIVORS]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    peak, after = map(int, done.stdout.split())
+    return peak, after
+
+
+def test_python_objects_through_malloc_give_back_a_burst_that_pymalloc_keeps() -> None:
+    peak, kept = resident_after_a_burst({})
+    assert peak > 100 * 2**20 and kept > peak * 0.6  # an arena stays while one object lives
+    peak, kept = resident_after_a_burst(IMAGE_ENVIRONMENT)
+    assert peak > 100 * 2**20 and kept < peak * 0.35  # only the pages with a survivor stay
+
+
+def test_the_worker_says_how_python_allocates(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="orchestrator.allocator")
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)
+    tune_worker_memory(0)
+    assert "from pymalloc; a long-lived worker should run with PYTHONMALLOC=malloc" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("PYTHONMALLOC", "malloc")
+    tune_worker_memory(0)
+    assert "Python objects through malloc" in caplog.text and "should" not in caplog.text
