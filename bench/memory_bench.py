@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes.util
+import os
 import statistics
 import subprocess
 import sys
@@ -174,6 +175,12 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used, user and system (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def seed(sm: async_sessionmaker[AsyncSession], n: int, say: Callable[[str], None]) -> None:
     """``n`` prospects ready for outreach: one handoff each. Prospects first, then contacts,
     so each chunk is two inserts."""
@@ -261,6 +268,7 @@ async def sweep_memory(
             task_queue=queue,
         )
         samples = await _sample_until_done(worker, heap, sm, n, burst, say)
+        cpu = cpu_seconds(worker.pid)
     finally:
         stop_worker(worker)
     took = samples[-1].seconds
@@ -268,6 +276,7 @@ async def sweep_memory(
         "peak_mb": max(s.rss_mb for s in samples),
         "peak_open_handoffs": max(s.open for s in samples),
         "seconds": took,
+        "worker_cpu_seconds_per_1000": round(cpu / n * 1000, 2),
         "allocator": allocator,
         "burst": burst.detail(),
         "quiet_at_most_open": QUIET,
@@ -285,7 +294,7 @@ async def sweep_memory(
     objects = _flat("worker.objects", label, "objects", samples, n, "objects", every_object)
     say(
         f"    worker memory {memory.other:.0f} MiB at 20-30%, {memory.ours:.0f} MiB at 90-100%, "
-        f"with at most {QUIET} handoffs open ({took:.0f} s)"
+        f"with at most {QUIET} handoffs open ({took:.0f} s; the worker used {cpu:.0f} s of CPU)"
     )
     moved = await _moved(sm)
     check = Check("memory sweep: every prospect handed off once", moved == n, f"{moved:,} of {n:,}")
