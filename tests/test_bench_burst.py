@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from bench import memory_bench
-from bench.memory_bench import HOLD_AT_MOST, allocator_env, burst_for
+from bench.memory_bench import (
+    AFTER,
+    BEFORE,
+    HOLD_AT_MOST,
+    LAST,
+    QUIET,
+    allocator_env,
+    burst_for,
+    stretches,
+)
 from orchestrator.allocator import IMAGE_ENVIRONMENT
 
 
@@ -35,9 +44,21 @@ def test_the_agents_hold_from_the_burst_point_until_enough_is_open() -> None:
     assert not burst.gate.is_set()
     assert burst.step(done=350, open_now=90, now=31.0) is not None
     assert burst.gate.is_set()
-    assert burst.detail() == {"at": 350, "size": 90, "peak_open": 90, "held_seconds": 20.0}
+    assert burst.step(done=360, open_now=QUIET + 1, now=32.0) is None
+    assert burst.step(done=420, open_now=QUIET, now=40.0) is not None
+    detail = {"at": 350, "size": 90, "peak_open": 90, "held_seconds": 20.0, "drained_at": 420}
+    assert burst.detail() == detail
     assert burst.step(done=900, open_now=0, now=99.0) is None  # once only
-    assert burst.gate.is_set()
+    assert burst.gate.is_set() and burst.drained_at == 420
+
+
+def test_flat_is_judged_from_the_tenth_after_the_burst_drained() -> None:
+    assert stretches(5000, drained_at=3600) == {
+        BEFORE: (1000, 1500),
+        AFTER: (3600, 4100),
+        LAST: (4500, 5000),
+    }
+    assert stretches(5000, drained_at=None)[AFTER] == (1000, 1500)  # never drained: stricter
 
 
 def test_a_slow_server_cannot_hold_the_agents_for_ever() -> None:

@@ -21,7 +21,7 @@ def expected_keys(sizes: list[int], pending_share: float, temporal: bool) -> set
         keys |= {f"rollup.build.{n}", f"rollup.refresh.{n}"}
     if temporal:
         keys |= {"handoff.throughput", "handoff.latency.p50", "handoff.latency.p99"}
-        keys |= {"worker.memory", "worker.objects"}
+        keys |= {"worker.memory", "worker.objects", "worker.memory.burst"}
     return keys
 
 
