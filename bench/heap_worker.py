@@ -1,10 +1,12 @@
 """``orchestrator worker`` with a record of its Python heap, for figure 6.
 
 Resident memory alone cannot tell a leak from the allocator keeping its high-water mark after
-a burst of workflows in memory. The number of blocks Python has allocated and the number of
-objects the collector tracks can: they fall back when the burst is over, and a leak makes them
-climb with every handoff. Both are cheap to read, so the worker runs at its normal speed
-(tracemalloc would slow it several times and change what is measured).
+a burst of workflows in memory. The number of objects the collector tracks can, and so can
+what the C allocator has in use (every Python object, under the image's ``PYTHONMALLOC=malloc``;
+otherwise the blocks in Python's own arenas count them): they fall back when the burst is
+over, and a leak makes them climb with every handoff. All are cheap to read, so the worker
+runs at its normal speed (tracemalloc would slow it several times and change what is
+measured).
 
 Run as ``python -m bench.heap_worker FILE``: one JSON line per sample is appended to FILE.
 """
@@ -56,32 +58,57 @@ def _mallinfo2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 
 
 MALLINFO2 = _mallinfo2()
-MALLCTL = getattr(ctypes.CDLL(None), "mallctl", None)
-"""jemalloc's control call, where jemalloc is preloaded in place of glibc's malloc."""
 
 
-def _jemalloc_stat(name: str) -> int:
-    value, size = ctypes.c_size_t(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_size_t))
+def _mallctl() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    """jemalloc's control call, where jemalloc is preloaded in place of glibc's malloc:
+    ``int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen)``."""
+    function = getattr(ctypes.CDLL(None), "mallctl", None)
+    if function is not None:
+        function.restype = ctypes.c_int
+        function.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_size_t),
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+        ]
+    return function
+
+
+MALLCTL = _mallctl()
+
+
+def _call_mallctl(name: str, old: ctypes._SimpleCData, new: ctypes._SimpleCData | None) -> None:
     assert MALLCTL is not None
-    MALLCTL(name.encode(), ctypes.byref(value), ctypes.byref(size), None, 0)
-    return value.value
+    size = ctypes.c_size_t(ctypes.sizeof(old))
+    new_pointer, new_size = (
+        (ctypes.byref(new), ctypes.sizeof(new)) if new is not None else (None, 0)
+    )
+    failed = MALLCTL(name.encode(), ctypes.byref(old), ctypes.byref(size), new_pointer, new_size)
+    if failed:
+        raise OSError(failed, f"mallctl({name!r}) failed")
 
 
 def _jemalloc_heap() -> dict[str, int]:
-    """jemalloc's statistics are a snapshot taken when its epoch is advanced."""
-    assert MALLCTL is not None
-    epoch, size = ctypes.c_uint64(1), ctypes.c_size_t(8)
-    MALLCTL(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), size)
-    allocated = _jemalloc_stat("stats.allocated")
-    return {"in_use": allocated, "kept_free": _jemalloc_stat("stats.resident") - allocated}
+    """Bytes allocated, and resident beyond them (free pages not yet returned, plus
+    jemalloc's own metadata; glibc's figure counts free bytes, resident or not). The
+    statistics are a snapshot, refreshed by advancing the epoch."""
+    epoch = ctypes.c_uint64(1)
+    _call_mallctl("epoch", epoch, epoch)
+    allocated, resident = ctypes.c_size_t(0), ctypes.c_size_t(0)
+    _call_mallctl("stats.allocated", allocated, None)
+    _call_mallctl("stats.resident", resident, None)
+    return {"in_use": allocated.value, "kept_free": resident.value - allocated.value}
 
 
 def native_heap() -> dict[str, int]:
     """What the C allocator holds (the Temporal core, the database drivers and Python's large
-    objects allocate there; Python's small objects come from its own arenas instead): bytes
-    in use, and bytes free but kept. Kept memory growing while in-use stays level is the
-    allocator's high-water mark, not a leak. Read from jemalloc where it is preloaded, else
-    from glibc; empty where the C library has no ``mallinfo2``."""
+    objects allocate there; Python's small objects too with ``PYTHONMALLOC=malloc``, else
+    they come from its own arenas): bytes in use, and bytes free but kept. Kept memory
+    growing while in-use stays level is the allocator's high-water mark, not a leak. Read
+    from jemalloc where it is preloaded, else from glibc; empty where the C library has no
+    ``mallinfo2``."""
     if MALLCTL is not None:
         return _jemalloc_heap()
     if MALLINFO2 is None:

@@ -16,7 +16,6 @@ own (after it against the 20-30% stretch before it).
 from __future__ import annotations
 
 import asyncio
-import ctypes.util
 import json
 import os
 import statistics
@@ -35,9 +34,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from bench.heap_worker import latest_sample
+from bench.memory_rules import (
+    AFTER,
+    BEFORE,
+    FLAT,
+    LAST,
+    QUIET,
+    Allocator,
+    Burst,
+    allocator_env,
+    stretches,
+)
 from bench.results import Check, Figure, Goal
 from db.models import Handoff, Prospect
-from orchestrator.allocator import IMAGE_ENVIRONMENT
 from pipeline.handoffs import OPEN_STATUSES
 from tests.factories import add, prospect
 from tests.outage_support import stop_worker, worker_env
@@ -46,91 +55,7 @@ from workflows.types import CycleInput
 
 OFFSET = 20_000_000
 """Prospect ids of the sweep start here, apart from the other Temporal figures'."""
-FLAT = 1.10
-QUIET = 50
-"""Handoffs open at most, for a sample to show the worker between bursts of work."""
 SEED_CHUNK = 10_000
-ALLOCATORS = ("image", "pymalloc", "jemalloc")
-"""How the worker allocates memory: as the image runs it (``IMAGE_ENVIRONMENT``: every Python
-object through glibc's ``malloc``), Python's defaults (small objects in its own arenas), or
-the image's settings with jemalloc preloaded in place of glibc's ``malloc``."""
-JEMALLOC_CONF = "background_thread:true"
-"""jemalloc returns freed pages from a thread of its own, not only when the worker allocates."""
-
-
-def allocator_env(base: dict[str, str], allocator: str) -> dict[str, str]:
-    """The worker's environment ``base`` set up for ``allocator``. A clear error where
-    jemalloc is not installed."""
-    env = {k: v for k, v in base.items() if k not in ("PYTHONMALLOC", "LD_PRELOAD", "MALLOC_CONF")}
-    if allocator == "pymalloc":
-        return env
-    env |= IMAGE_ENVIRONMENT
-    if allocator == "jemalloc":
-        found = ctypes.util.find_library("jemalloc")
-        if found is None:
-            raise RuntimeError("jemalloc is not installed (Debian: libjemalloc2)")
-        env |= {"LD_PRELOAD": found, "MALLOC_CONF": JEMALLOC_CONF}
-    return env
-
-
-BURST_AT = 0.35
-"""How far into the sweep the burst comes: after the 20-30% stretch, well before the last tenth."""
-HOLD_AT_MOST = 180.0
-"""Seconds the agents hold their calls at most, should the server start handoffs slowly."""
-
-
-@dataclass
-class Burst:
-    """Once in the sweep, the stand-in agents hold every call until ``size`` handoffs are open,
-    then answer them all: the most work the worker can have in hand at once (its bound is
-    ``ORCH_HANDOFFS__MAX_IN_FLIGHT``). A slow server causes such bursts at random; made on
-    purpose, every run has one at the same place, and the last tenth shows whether the worker
-    gives back what the burst took."""
-
-    gate: asyncio.Event
-    """The agents' gate (``FakeAgent.gate``): cleared, every call waits."""
-    at: int
-    size: int
-    held_since: float | None = None
-    released_after: float | None = None
-    peak_open: int = 0
-    drained_at: int | None = None
-    """Handed off when, after the burst, at most ``QUIET`` handoffs were open again."""
-
-    def step(self, done: int, open_now: int, now: float) -> str | None:
-        """Hold or release the agents; what happened, to say, if anything did."""
-        if self.released_after is not None:
-            if self.drained_at is None and open_now <= QUIET:
-                self.drained_at = done
-                return f"    burst: drained at {done:,} handed off"
-            return None
-        if self.held_since is None:
-            if done < self.at:
-                return None
-            self.gate.clear()
-            self.held_since = now
-            return f"    burst: the agents hold every call until {self.size:,} handoffs are open"
-        self.peak_open = max(self.peak_open, open_now)
-        held = now - self.held_since
-        if open_now < self.size and held < HOLD_AT_MOST:
-            return None
-        self.gate.set()
-        self.released_after = held
-        return f"    burst: {open_now:,} open after {held:.0f} s; the agents answer again"
-
-    def detail(self) -> dict[str, object]:
-        return {
-            "at": self.at,
-            "size": self.size,
-            "peak_open": self.peak_open,
-            "held_seconds": self.released_after,
-            "drained_at": self.drained_at,
-        }
-
-
-def burst_for(gate: asyncio.Event, n: int, max_in_flight: int) -> Burst:
-    """A burst of nine tenths of the in-flight bound, or half the sweep if that is smaller."""
-    return Burst(gate, at=round(BURST_AT * n), size=max(1, min(max_in_flight * 9 // 10, n // 2)))
 
 
 @dataclass(frozen=True)
@@ -143,9 +68,10 @@ class Sample:
     objects: int
     """Objects the worker's collector tracks (its latest heap sample; 0 before the first)."""
     blocks: int
-    """Blocks the worker's Python allocator has live."""
+    """Blocks Python's own allocator has live (0 when its objects go through ``malloc``)."""
     malloc_mb: float
-    """Memory in use through the C allocator (the Temporal core, the drivers)."""
+    """Memory in use through the C allocator: the Temporal core, the drivers, Python's large
+    objects, and with ``PYTHONMALLOC=malloc`` (the image) every Python object."""
     kept_mb: float
     """Memory the C allocator keeps, free, for later (its high-water mark)."""
 
@@ -259,7 +185,7 @@ async def sweep_memory(
     n: int,
     burst: Burst,
     say: Callable[[str], None],
-    allocator: str = "image",
+    allocator: Allocator = "image",
 ) -> tuple[list[Figure], list[Check]]:
     say(f"  memory: one sweep of {n:,} prospects through a worker process (allocator: {allocator})")
     await seed(sm, n, say)
@@ -281,6 +207,8 @@ async def sweep_memory(
         stop_worker(worker)
     took = samples[-1].seconds
     spans = stretches(n, burst.drained_at)
+    if all(s.open > QUIET for s in _windows(samples, spans, quiet=True)[AFTER]):
+        spans[AFTER] = spans[BEFORE]  # no sample at rest after the burst: the stricter one
     (folder / "samples.jsonl").write_text("".join(json.dumps(asdict(x)) + "\n" for x in samples))
     detail = {
         "peak_mb": max(s.rss_mb for s in samples),
@@ -309,7 +237,7 @@ async def sweep_memory(
             "worker.memory.burst",
             f"worker memory after a burst of {burst.peak_open:,} open / before it (≤ {QUIET} open)",
             "MiB",
-            rss[AFTER],
+            None if spans[AFTER] == spans[BEFORE] else rss[AFTER],
             rss[BEFORE],
             other_kind="same worker before the burst",
         ),
@@ -324,30 +252,19 @@ async def sweep_memory(
     return figures, [check]
 
 
-BEFORE, AFTER, LAST = "20-30%", "the tenth after the burst", "90-100%"
-
-
-def stretches(n: int, drained_at: int | None) -> dict[str, tuple[int, int]]:
-    """Where each stretch of the sweep lies, in handoffs completed: before the burst, the tenth
-    after it drained, and the last tenth. The burst fills the worker's workflow cache to its
-    bound, so flat is judged from after it; should it never drain, the stretch before it
-    stands in (the stricter comparison)."""
-    tenth = n // 10
-    before = (2 * tenth, 3 * tenth)
-    after = (drained_at, drained_at + tenth) if drained_at is not None else before
-    return {BEFORE: before, AFTER: after, LAST: (n - tenth, n)}
-
-
 def _windows(
     samples: list[Sample], spans: dict[str, tuple[int, int]], quiet: bool
 ) -> dict[str, list[Sample]]:
     """The samples of each stretch of the sweep. Quiet: only those taken with at most
     ``QUIET`` handoffs open, so that the stretches are compared holding the same work; a
-    stretch with no quiet sample keeps all of its samples (more work in hand, more memory:
-    that can only fail the figure, never pass it)."""
+    stretch with no quiet sample keeps all of its samples (more work in hand, more memory: in
+    the last tenth that can only fail the figure; the stretch after the burst is replaced by
+    the one before it instead). A stretch the samples skipped over (a tiny sweep) is the first
+    sample past its start."""
     found = {}
     for name, (low, high) in spans.items():
-        window = [s for s in samples if low <= s.done <= high] or samples[-1:]
+        past = next((s for s in samples if s.done >= low), samples[-1])
+        window = [s for s in samples if low <= s.done <= high] or [past]
         calm = [s for s in window if s.open <= QUIET]
         found[name] = calm if quiet and calm else window
     return found

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import memory_bench
-from bench.memory_bench import (
+from bench import memory_rules
+from bench.memory_rules import (
     AFTER,
     BEFORE,
     HOLD_AT_MOST,
@@ -59,6 +59,17 @@ def test_flat_is_judged_from_the_tenth_after_the_burst_drained() -> None:
         LAST: (4500, 5000),
     }
     assert stretches(5000, drained_at=None)[AFTER] == (1000, 1500)  # never drained: stricter
+    assert stretches(5000, drained_at=4001)[AFTER] == (1000, 1500)  # too late to fit a tenth
+    assert stretches(5000, drained_at=4000)[AFTER] == (4000, 4500)
+
+
+def test_a_burst_near_the_end_waits_only_for_what_is_left_to_open() -> None:
+    burst = burst_for(open_gate(), 30, 2000)
+    burst.step(done=20, open_now=0, now=0.0)
+    assert not burst.gate.is_set()
+    assert burst.step(done=20, open_now=9, now=1.0) is None
+    assert burst.step(done=20, open_now=10, now=2.0) is not None  # all ten left are open
+    assert burst.gate.is_set()
 
 
 def test_a_slow_server_cannot_hold_the_agents_for_ever() -> None:
@@ -75,11 +86,11 @@ def test_the_worker_allocates_as_the_image_says_unless_asked_otherwise(
     base = {"PATH": "/bin", "PYTHONMALLOC": "debug", "LD_PRELOAD": "libother.so"}
     assert allocator_env(base, "pymalloc") == {"PATH": "/bin"}
     assert allocator_env(base, "image") == {"PATH": "/bin", **IMAGE_ENVIRONMENT}
-    monkeypatch.setattr(memory_bench.ctypes.util, "find_library", lambda n: f"lib{n}.so.2")
+    monkeypatch.setattr(memory_rules.ctypes.util, "find_library", lambda n: f"lib{n}.so.2")
     preloaded = allocator_env(base, "jemalloc")
     assert preloaded["LD_PRELOAD"] == "libjemalloc.so.2"
     assert preloaded["PYTHONMALLOC"] == IMAGE_ENVIRONMENT["PYTHONMALLOC"]
-    monkeypatch.setattr(memory_bench.ctypes.util, "find_library", lambda _name: None)
+    monkeypatch.setattr(memory_rules.ctypes.util, "find_library", lambda _name: None)
     with pytest.raises(RuntimeError, match="libjemalloc2"):
         allocator_env(base, "jemalloc")
 
