@@ -57,7 +57,7 @@ from sqlalchemy import delete, func, select
 
 from bench.db_bench import DbBench
 from bench.generate import Shape, load
-from bench.memory_bench import ALLOCATORS
+from bench.memory_rules import ALLOCATORS
 from bench.results import Check, Figure, Goal, table
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
