@@ -27,7 +27,8 @@ from temporalio.worker import Worker
 
 from bench.ceiling import TASK_QUEUE as CEILING_QUEUE
 from bench.ceiling import EmptyWorkflow, noop
-from bench.memory_bench import burst_for, sweep_memory
+from bench.memory_bench import sweep_memory
+from bench.memory_rules import Allocator, burst_for
 from bench.results import Check, Figure, Goal, percentile
 from db.models import Handoff, Prospect
 from orchestrator.devserver import find_binary
@@ -146,7 +147,7 @@ async def run_temporal(
     say: Callable[[str], None],
     chain_wave: int = 10,
     sweep: int = 0,
-    allocator: str = "image",
+    allocator: Allocator = "image",
 ) -> tuple[list[Figure], list[Check]]:
     settings = Settings(
         state_dir=state_dir,
@@ -208,7 +209,7 @@ async def _memory(
     sm: async_sessionmaker[AsyncSession],
     sweep: int,
     say: Callable[[str], None],
-    allocator: str,
+    allocator: Allocator,
 ) -> tuple[list[Figure], list[Check]]:
     """Figure 6 on a server of its own that keeps its state in a file: the in-memory one
     grows by about 100 KiB per handoff, and 100,000 of them did not fit on a 24 GiB machine."""

@@ -32,6 +32,10 @@ def assert_complete(document: dict, out: Path, temporal: bool) -> None:
     figures = {f["key"]: f for f in saved["figures"]}
     assert set(figures) == expected_keys([300, 600], 0.2, temporal)
     for key, f in figures.items():
+        if key == "worker.memory.burst" and f["ours"] is None:
+            # a sweep this small drains its burst too late for a tenth after it: none to show
+            assert f["other"] > 0, key
+            continue
         assert f["ours"] is not None and f["ours"] > 0, key
         if key.startswith(("health.", "report.", "pending.")):
             assert f["other"] is not None and f["ratio"] is not None, key
