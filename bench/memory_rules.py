@@ -16,29 +16,28 @@ FLAT = 1.10
 QUIET = 50
 """Handoffs open at most, for a sample to show the worker between bursts of work."""
 
-Allocator = Literal["image", "pymalloc", "jemalloc"]
-ALLOCATORS: tuple[Allocator, ...] = ("image", "pymalloc", "jemalloc")
+Allocator = Literal["image", "glibc", "pymalloc"]
+ALLOCATORS: tuple[Allocator, ...] = ("image", "glibc", "pymalloc")
 """How the worker allocates memory: as the image runs it (``IMAGE_ENVIRONMENT``: every Python
-object through glibc's ``malloc``), Python's defaults (small objects in its own arenas), or
-the image's settings with jemalloc preloaded in place of glibc's ``malloc`` (the worker's
-glibc tuning, arenas and trim, then has nothing to act on)."""
-JEMALLOC_CONF = "background_thread:true"
-"""jemalloc returns freed pages from a thread of its own, not only when the worker allocates."""
+object through ``malloc``, jemalloc's), every Python object through glibc's ``malloc`` (with
+the worker's own tuning, two arenas and a trim each minute), or Python's defaults (small
+objects in its own arenas, over glibc)."""
 
 
 def allocator_env(base: dict[str, str], allocator: Allocator) -> dict[str, str]:
     """The worker's environment ``base`` set up for ``allocator``. A clear error where
     jemalloc is not installed."""
-    env = {k: v for k, v in base.items() if k not in ("PYTHONMALLOC", "LD_PRELOAD", "MALLOC_CONF")}
+    env = {k: v for k, v in base.items() if k not in IMAGE_ENVIRONMENT}
     if allocator == "pymalloc":
         return env
-    env |= IMAGE_ENVIRONMENT
-    if allocator == "jemalloc":
-        found = ctypes.util.find_library("jemalloc")
-        if found is None:
-            raise RuntimeError("jemalloc is not installed (Debian: libjemalloc2)")
-        env |= {"LD_PRELOAD": found, "MALLOC_CONF": JEMALLOC_CONF}
-    return env
+    if allocator == "glibc":
+        return env | {"PYTHONMALLOC": IMAGE_ENVIRONMENT["PYTHONMALLOC"]}
+    if ctypes.util.find_library("jemalloc") is None:
+        raise RuntimeError(
+            "the image's allocator, jemalloc, is not installed (Debian: libjemalloc2); "
+            "or measure another: --worker-malloc glibc"
+        )
+    return env | IMAGE_ENVIRONMENT
 
 
 BURST_AT = 0.35

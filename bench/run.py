@@ -13,8 +13,13 @@ runs and no warm-up; peak memory from one more run under ``tracemalloc``):
    goal ≥ half the ceiling;
 5. latency from an agent returning to the next agent's call starting, over chained handoffs
    (hygiene → researcher → outreach); goal p50 < 1 s;
-6. the worker process's memory over one sweep of ``--sweep`` prospects (``bench.memory_bench``):
-   flat once its workflow cache has filled.
+6. the worker process's memory over one sweep of ``--sweep`` prospects (``bench.memory_bench``,
+   rules in ``bench.memory_rules``), with one burst of open handoffs made on purpose a third
+   of the way: at rest, the last tenth against the tenth after the burst; goal flat. What the
+   burst leaves behind (after it against before) is a figure of its own, and the worker's CPU
+   time per 1,000 handoffs is in the detail. ``--worker-malloc`` picks how the worker
+   allocates: as the Docker image (Python objects through ``malloc``, jemalloc preloaded;
+   the default), every Python object through glibc's ``malloc``, or Python's defaults.
 
 Every size is also a correctness oracle: ours and the baseline must agree on the counts, error
 rates, averages and pending sets (``bench.db_bench``; what differs by design is not compared).
@@ -99,8 +104,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--worker-malloc",
         choices=ALLOCATORS,
         default="image",
-        help="how the figure 6 worker allocates: as the Docker image (default), Python's "
-        "defaults, or the image's with jemalloc (Debian's libjemalloc2) preloaded",
+        help="how the figure 6 worker allocates: as the Docker image (default; needs Debian's "
+        "libjemalloc2), every Python object through glibc's malloc, or Python's defaults",
     )
     parser.add_argument(
         "--chain-wave", type=int, default=10, help="chains started together (latency figure)"

@@ -1,11 +1,14 @@
-"""Keep the worker's resident memory close to what it uses: glibc's ``malloc`` tuned for a
-long-lived, many-threaded process.
+"""Keep the worker's resident memory close to what it uses.
 
 Over a long sweep the worker's Python objects and the memory in use through ``malloc`` stay
-level, yet its resident size climbed in steps (bench/README.md, figure 6): glibc gives each
-thread that allocates an arena of its own (up to eight per core), the SDK runs workflow code
-on a pool of threads and the Temporal core on its own, and every arena keeps the chunks freed
-after a burst of work, fragmented among live ones. Two arenas let the threads share those
+level, yet its resident size climbed after every burst of open handoffs (bench/README.md,
+figure 6). Two allocators kept what a burst freed: Python's own arenas (``IMAGE_ENVIRONMENT``
+says why) and glibc's, which gives each thread that allocates an arena of its own (up to
+eight per core; the SDK runs workflow code on a pool of threads and the Temporal core on its
+own) and keeps the chunks freed in each, fragmented among live ones.
+
+The image runs the worker as ``IMAGE_ENVIRONMENT`` says. Without it (a laptop, a plain
+``pip install``) the worker tunes glibc instead: two arenas let the threads share freed
 chunks again, and ``malloc_trim`` now and then hands whole free pages back. Both are glibc's;
 elsewhere (musl, macOS) there is nothing to do and these are no-ops.
 """
@@ -22,12 +25,25 @@ from datetime import timedelta
 
 log = logging.getLogger(__name__)
 
-IMAGE_ENVIRONMENT = {"PYTHONMALLOC": "malloc"}
+IMAGE_ENVIRONMENT = {
+    "PYTHONMALLOC": "malloc",
+    "LD_PRELOAD": "libjemalloc.so.2",
+    "MALLOC_CONF": "background_thread:true",
+}
 """What the image sets before the interpreter starts (Dockerfile; a test holds the two
 together). Python keeps its small objects in arenas of its own and returns an arena only when
 every object in it is gone: after a burst of open handoffs, a few long-lived objects scattered
-through the burst's arenas kept about 60 MiB resident for good (bench/README.md, figure 6).
-Through ``malloc`` those objects share glibc's chunks, whose free pages the trim hands back."""
+through the burst's arenas kept it resident for good. With ``PYTHONMALLOC=malloc`` every
+object goes through ``malloc``, here jemalloc (Debian's ``libjemalloc2``), which returns free
+pages by itself, from a thread of its own, some seconds after they are freed. Measured on the
+same sweep, this kept the least after a burst and used the least CPU of the three ways tried
+(bench/README.md, figure 6)."""
+
+
+def jemalloc_loaded() -> bool:
+    """Whether ``malloc`` is jemalloc's (preloaded), not the C library's."""
+    return hasattr(ctypes.CDLL(None), "mallctl")
+
 
 M_ARENA_MAX = -8
 """``mallopt``'s parameter for the most arenas glibc creates (malloc.h)."""
@@ -55,18 +71,22 @@ def limit_malloc_arenas(arenas: int) -> bool:
 
 
 def tune_worker_memory(arenas: int) -> None:
-    """Limit the arenas, and say how Python allocates its objects: the interpreter chose that
-    at start, from ``PYTHONMALLOC``, so all a running worker can do is tell."""
-    limit_malloc_arenas(arenas)
-    allocator = os.environ.get("PYTHONMALLOC") or "pymalloc"
-    if allocator == IMAGE_ENVIRONMENT["PYTHONMALLOC"]:
-        log.info("Python objects through malloc (PYTHONMALLOC=%s)", allocator)
-    else:
-        log.info(
-            "Python objects from %s; a long-lived worker should run with PYTHONMALLOC=malloc "
-            "(the image does), or a burst of handoffs stays resident",
-            allocator,
-        )
+    """Tune glibc where it is the allocator, and say how the worker allocates: that was chosen
+    before the interpreter started, so all a running worker can do is tell."""
+    jemalloc = jemalloc_loaded()
+    if not jemalloc:
+        limit_malloc_arenas(arenas)
+    python = os.environ.get("PYTHONMALLOC") or "pymalloc"
+    through_malloc = python.startswith("malloc")
+    if jemalloc and through_malloc:
+        log.info("memory: Python objects through malloc, which is jemalloc (as in the image)")
+        return
+    log.info(
+        "memory: Python objects from %s, malloc is %s; a long-lived worker should run as the "
+        "image does (README, Worker memory), or a burst of handoffs stays resident",
+        python,
+        "jemalloc" if jemalloc else "the C library's",
+    )
 
 
 def find_malloc_trim() -> Callable[[int], int] | None:

@@ -24,6 +24,7 @@ from orchestrator.allocator import (
 from orchestrator.settings import Settings
 
 CHUNK, CHUNKS, KEEP_EVERY = 1000, 200_000, 64
+JEMALLOC = ctypes.util.find_library("jemalloc") is not None
 
 pytestmark = pytest.mark.skipif(find_malloc_trim() is None, reason="needs glibc's malloc_trim")
 
@@ -158,7 +159,7 @@ print(peak, rss() - base)
 def resident_after_a_burst(environment: dict[str, str]) -> tuple[int, int]:
     """Resident bytes a child Python grew by at the peak of a burst of small objects, and
     what it still holds once all but one in 250 are gone and memory was trimmed."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONMALLOC"} | environment
+    env = {k: v for k, v in os.environ.items() if k not in IMAGE_ENVIRONMENT} | environment
     command = [sys.executable, "-c", SCATTERED_SURVIVORS]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -169,18 +170,30 @@ def resident_after_a_burst(environment: dict[str, str]) -> tuple[int, int]:
 def test_python_objects_through_malloc_give_back_a_burst_that_pymalloc_keeps() -> None:
     peak, kept = resident_after_a_burst({})
     assert peak > 100 * 2**20 and kept > peak * 0.6  # an arena stays while one object lives
-    peak, kept = resident_after_a_burst(IMAGE_ENVIRONMENT)
+    peak, kept = resident_after_a_burst({"PYTHONMALLOC": "malloc"})
     assert peak > 100 * 2**20 and kept < peak * 0.35  # only the pages with a survivor stay
 
 
-def test_the_worker_says_how_python_allocates(
+def test_the_worker_says_how_it_allocates(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="orchestrator.allocator")
     monkeypatch.delenv("PYTHONMALLOC", raising=False)
     tune_worker_memory(0)
-    assert "from pymalloc; a long-lived worker should run with PYTHONMALLOC=malloc" in caplog.text
-    caplog.clear()
-    monkeypatch.setenv("PYTHONMALLOC", "malloc")
-    tune_worker_memory(0)
-    assert "Python objects through malloc" in caplog.text and "should" not in caplog.text
+    assert "Python objects from pymalloc, malloc is the C library's" in caplog.text
+    assert "should run as the image does" in caplog.text
+
+
+@pytest.mark.skipif(not JEMALLOC, reason="needs Debian's libjemalloc2 (CI installs it)")
+def test_a_worker_run_as_the_image_says_so() -> None:
+    script = (
+        "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
+        "from orchestrator.allocator import tune_worker_memory; tune_worker_memory(2)"
+    )
+    env = os.environ | IMAGE_ENVIRONMENT
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "through malloc, which is jemalloc" in done.stdout
+    assert "arenas" not in done.stdout  # glibc's tuning is left alone under jemalloc

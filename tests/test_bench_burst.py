@@ -85,14 +85,12 @@ def test_the_worker_allocates_as_the_image_says_unless_asked_otherwise(
 ) -> None:
     base = {"PATH": "/bin", "PYTHONMALLOC": "debug", "LD_PRELOAD": "libother.so"}
     assert allocator_env(base, "pymalloc") == {"PATH": "/bin"}
-    assert allocator_env(base, "image") == {"PATH": "/bin", **IMAGE_ENVIRONMENT}
+    assert allocator_env(base, "glibc") == {"PATH": "/bin", "PYTHONMALLOC": "malloc"}
     monkeypatch.setattr(memory_rules.ctypes.util, "find_library", lambda n: f"lib{n}.so.2")
-    preloaded = allocator_env(base, "jemalloc")
-    assert preloaded["LD_PRELOAD"] == "libjemalloc.so.2"
-    assert preloaded["PYTHONMALLOC"] == IMAGE_ENVIRONMENT["PYTHONMALLOC"]
+    assert allocator_env(base, "image") == {"PATH": "/bin", **IMAGE_ENVIRONMENT}
     monkeypatch.setattr(memory_rules.ctypes.util, "find_library", lambda _name: None)
     with pytest.raises(RuntimeError, match="libjemalloc2"):
-        allocator_env(base, "jemalloc")
+        allocator_env(base, "image")
 
 
 def test_the_image_sets_what_the_benchmark_measures() -> None:

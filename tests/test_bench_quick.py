@@ -3,6 +3,7 @@ figure is in the JSON. No timing is asserted (CI machines are too noisy for that
 
 from __future__ import annotations
 
+import ctypes.util
 import json
 from pathlib import Path
 
@@ -47,7 +48,9 @@ def assert_complete(document: dict, out: Path, temporal: bool) -> None:
 
 async def test_quick_benchmark_on_sqlite_agrees_and_reports_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
-    temporal = ["--handoffs", "20", "--chains", "5", "--sweep", "30"]
+    # the image's allocator where it is installed (CI installs it), else glibc's
+    malloc = "image" if ctypes.util.find_library("jemalloc") else "glibc"
+    temporal = ["--handoffs", "20", "--chains", "5", "--sweep", "30", "--worker-malloc", malloc]
     opts = parse_args([*TINY, "--backend", "sqlite", *temporal, "--out", str(out)])
     document = await run_benchmarks(opts, say=lambda _msg: None)
     assert_complete(document, out, temporal=True)
