@@ -205,17 +205,40 @@ async def sweep_memory(
         cpu = cpu_seconds(worker.pid)
     finally:
         stop_worker(worker)
-    took = samples[-1].seconds
+    (folder / "samples.jsonl").write_text("".join(json.dumps(asdict(x)) + "\n" for x in samples))
+    figures, rss = sweep_figures(
+        samples,
+        n,
+        burst,
+        detail={
+            "seconds": samples[-1].seconds,
+            "worker_cpu_seconds_per_1000": round(cpu / n * 1000, 2),
+            "allocator": allocator,
+            "heap_log": str(heap),
+            "samples": str(folder / "samples.jsonl"),
+        },
+    )
+    say(
+        f"    worker memory {rss[BEFORE]:.0f} MiB before the burst, {rss[AFTER]:.0f} MiB after it, "
+        f"{rss[LAST]:.0f} MiB in the last tenth, with at most {QUIET} handoffs open "
+        f"({samples[-1].seconds:.0f} s; the worker used {cpu:.0f} s of CPU)"
+    )
+    moved = await _moved(sm)
+    check = Check("memory sweep: every prospect handed off once", moved == n, f"{moved:,} of {n:,}")
+    return figures, [check]
+
+
+def sweep_figures(
+    samples: list[Sample], n: int, burst: Burst, detail: dict[str, object]
+) -> tuple[list[Figure], dict[str, float]]:
+    """The figures of one sweep, and the resident memory of each stretch."""
     spans = stretches(n, burst.drained_at)
     if all(s.open > QUIET for s in _windows(samples, spans, quiet=True)[AFTER]):
         spans[AFTER] = spans[BEFORE]  # no sample at rest after the burst: the stricter one
-    (folder / "samples.jsonl").write_text("".join(json.dumps(asdict(x)) + "\n" for x in samples))
     detail = {
+        **detail,
         "peak_mb": max(s.rss_mb for s in samples),
         "peak_open_handoffs": max(s.open for s in samples),
-        "seconds": took,
-        "worker_cpu_seconds_per_1000": round(cpu / n * 1000, 2),
-        "allocator": allocator,
         "burst": burst.detail(),
         "stretches": spans,
         "quiet_at_most_open": QUIET,
@@ -224,15 +247,20 @@ async def sweep_memory(
         "python_blocks": _along(samples, spans, "blocks"),
         "malloc_in_use_mb": _along(samples, spans, "malloc_mb"),
         "malloc_kept_free_mb": _along(samples, spans, "kept_mb"),
-        "heap_log": str(heap),
-        "samples": str(folder / "samples.jsonl"),
     }
     rss = _along(samples, spans, "rss_mb")
     objects = _along(samples, spans, "objects")
+    every_object = {"all_samples": _along(samples, spans, "objects", quiet=False)}
     label = f"worker memory over a sweep of {n:,} prospects"
-    figures = [
+    return [
         _flat("worker.memory", label, "MiB", rss, detail),
-        _flat("worker.objects", "worker's Python objects, same sweep", "objects", objects, {}),
+        _flat(
+            "worker.objects",
+            "worker's Python objects, same sweep",
+            "objects",
+            objects,
+            every_object,
+        ),
         Figure.make(
             "worker.memory.burst",
             f"worker memory after a burst of {burst.peak_open:,} open / before it (≤ {QUIET} open)",
@@ -241,15 +269,7 @@ async def sweep_memory(
             rss[BEFORE],
             other_kind="same worker before the burst",
         ),
-    ]
-    say(
-        f"    worker memory {rss[BEFORE]:.0f} MiB before the burst, {rss[AFTER]:.0f} MiB after it, "
-        f"{rss[LAST]:.0f} MiB in the last tenth, with at most {QUIET} handoffs open "
-        f"({took:.0f} s; the worker used {cpu:.0f} s of CPU)"
-    )
-    moved = await _moved(sm)
-    check = Check("memory sweep: every prospect handed off once", moved == n, f"{moved:,} of {n:,}")
-    return figures, [check]
+    ], rss
 
 
 def _windows(
