@@ -7,7 +7,8 @@ every prospect (it pages, waits for room under ``max_in_flight`` and continues a
 itself); the worker's resident memory is sampled from ``/proc`` while the handoffs complete.
 A third of the way, the agents hold their calls until nine tenths of the in-flight bound is
 open (``Burst``): the most work the worker can be given, which fills its workflow cache to
-its bound. Flat means: at rest (at most ``QUIET`` handoffs open), the last tenth of the sweep
+its bound. The worker is sampled for up to a minute more once the sweep is done. Flat means:
+at rest (at most ``QUIET`` handoffs open), the last tenth of the sweep (that minute included)
 uses no more than a tenth more memory than the tenth after the burst drained, so nothing grows
 with the number of prospects swept. What the burst itself leaves behind is a figure of its
 own (after it against the 20-30% stretch before it).
@@ -43,6 +44,7 @@ from bench.memory_rules import (
     Allocator,
     Burst,
     allocator_env,
+    settle_seconds,
     stretches,
 )
 from bench.results import Check, Figure, Goal
@@ -148,7 +150,7 @@ async def _sample_until_done(
     every: float = 2.0,
 ) -> list[Sample]:
     began, samples, quiet_since, last = time.perf_counter(), [], time.perf_counter(), -1
-    next_say = 0.0
+    next_say, ended = 0.0, None
     while True:
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited with {worker.returncode}")
@@ -160,7 +162,9 @@ async def _sample_until_done(
             Sample(now - began, done, rss, open_now, objects, blocks, malloc_mb, kept_mb)
         )
         if done >= n:
-            return samples
+            ended = now if ended is None else ended
+            if now - ended >= settle_seconds(n):
+                return samples
         said = burst.step(done, open_now, now)
         if said:
             say(said)

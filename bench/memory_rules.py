@@ -103,6 +103,14 @@ def burst_for(gate: asyncio.Event, n: int, max_in_flight: int) -> Burst:
     return Burst(gate, n, at=round(BURST_AT * n), size=size)
 
 
+def settle_seconds(n: int) -> float:
+    """How long the worker is still sampled once every handoff is done: at rest at the end of
+    the sweep, as after the burst, even if the server was slow enough near the end to keep
+    more than ``QUIET`` handoffs open all through the last tenth. A minute at most; a tiny
+    sweep barely waits."""
+    return min(60.0, n / 100)
+
+
 BEFORE, AFTER, LAST = "20-30%", "the tenth after the burst", "90-100%"
 
 

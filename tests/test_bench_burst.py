@@ -18,6 +18,7 @@ from bench.memory_rules import (
     Burst,
     allocator_env,
     burst_for,
+    settle_seconds,
     stretches,
 )
 from orchestrator.allocator import IMAGE_ENVIRONMENT
@@ -136,3 +137,8 @@ def test_with_no_sample_at_rest_after_the_burst_the_stretch_before_it_stands_in(
     assert (by_key["worker.memory"].ours, by_key["worker.memory"].other) == (170.0, 150.0)
     assert by_key["worker.memory"].met is False  # 1.10x is exceeded against the stricter one
     assert by_key["worker.memory.burst"].ours is None
+
+
+def test_a_long_sweep_is_sampled_for_a_minute_at_rest_after_its_end() -> None:
+    assert settle_seconds(100_000) == 60.0
+    assert settle_seconds(30) == 0.3
