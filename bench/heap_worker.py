@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from orchestrator.allocator import c_library
+from orchestrator.allocator import c_library, find_mallctl
 from orchestrator.cli import app
 
 EVERY = 5.0
@@ -60,23 +60,7 @@ def _mallinfo2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 MALLINFO2 = _mallinfo2()
 
 
-def _mallctl() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    """jemalloc's control call, where jemalloc is preloaded in place of glibc's malloc:
-    ``int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen)``."""
-    function = getattr(ctypes.CDLL(None), "mallctl", None)
-    if function is not None:
-        function.restype = ctypes.c_int
-        function.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_void_p,
-            ctypes.POINTER(ctypes.c_size_t),
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-        ]
-    return function
-
-
-MALLCTL = _mallctl()
+MALLCTL = find_mallctl()
 
 
 def _call_mallctl(name: str, old: ctypes._SimpleCData, new: ctypes._SimpleCData | None) -> None:

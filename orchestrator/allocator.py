@@ -40,9 +40,26 @@ same sweep, this kept the least after a burst and used the least CPU of the thre
 (bench/README.md, figure 6)."""
 
 
+def find_mallctl() -> Callable[..., int] | None:
+    """jemalloc's control call where jemalloc is preloaded in place of the C library's
+    ``malloc``, else None: ``int mallctl(const char *name, void *oldp, size_t *oldlenp,
+    void *newp, size_t newlen)``."""
+    function = getattr(ctypes.CDLL(None), "mallctl", None)
+    if function is not None:
+        function.restype = ctypes.c_int
+        function.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_size_t),
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+        ]
+    return function  # type: ignore[no-any-return]
+
+
 def jemalloc_loaded() -> bool:
     """Whether ``malloc`` is jemalloc's (preloaded), not the C library's."""
-    return hasattr(ctypes.CDLL(None), "mallctl")
+    return find_mallctl() is not None
 
 
 M_ARENA_MAX = -8
