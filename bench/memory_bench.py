@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from bench.cpu_meter import Meter, cpu_seconds, meters, per_handoff
 from bench.heap_worker import latest_sample
 from bench.memory_rules import (
     AFTER,
@@ -76,6 +76,8 @@ class Sample:
     objects, and with ``PYTHONMALLOC=malloc`` (the image) every Python object."""
     kept_mb: float
     """Memory the C allocator keeps, free, for later (its high-water mark)."""
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds each part of the run has used so far (``bench.cpu_meter.meters``)."""
 
 
 def start_heap_worker(env: dict[str, str], log: Path, heap: Path) -> subprocess.Popen[bytes]:
@@ -111,12 +113,6 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time a process has used, user and system (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def seed(sm: async_sessionmaker[AsyncSession], n: int, say: Callable[[str], None]) -> None:
     """``n`` prospects ready for outreach: one handoff each. Prospects first, then contacts,
     so each chunk is two inserts."""
@@ -147,10 +143,11 @@ async def _sample_until_done(
     n: int,
     burst: Burst,
     say: Callable[[str], None],
+    cpu: dict[str, Meter],
     every: float = 2.0,
 ) -> list[Sample]:
     began, samples, quiet_since, last = time.perf_counter(), [], time.perf_counter(), -1
-    next_say, ended = 0.0, None
+    next_say, ended, said_at = 0.0, None, None
     while True:
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited with {worker.returncode}")
@@ -158,8 +155,9 @@ async def _sample_until_done(
         now = time.perf_counter()
         objects, blocks, malloc_mb, kept_mb = _latest_heap(heap)
         rss = rss_mb(worker.pid)
+        used = {name: meter() for name, meter in cpu.items()}
         samples.append(
-            Sample(now - began, done, rss, open_now, objects, blocks, malloc_mb, kept_mb)
+            Sample(now - began, done, rss, open_now, objects, blocks, malloc_mb, kept_mb, used)
         )
         if done >= n:
             ended = now if ended is None else ended
@@ -176,10 +174,22 @@ async def _sample_until_done(
             say(
                 f"    {done:,} of {n:,} handed off, {open_now:,} open, "
                 f"worker {rss:.0f} MiB ({malloc_mb:.0f} in malloc, {kept_mb:.0f} kept free), "
-                f"{objects:,} objects"
+                f"{objects:,} objects{_cpu_since(said_at, samples[-1])}"
             )
-            next_say += 30
+            next_say, said_at = next_say + 30, samples[-1]
         await asyncio.sleep(every)
+
+
+def _cpu_since(earlier: Sample | None, now: Sample) -> str:
+    """CPU milliseconds per handoff of each part since the last progress line."""
+    moved = now.done - earlier.done if earlier else 0
+    if earlier is None or moved <= 0:
+        return ""
+    each = ", ".join(
+        f"{name} {(used - earlier.cpu.get(name, 0.0)) * 1000 / moved:.0f}"
+        for name, used in now.cpu.items()
+    )
+    return f"; CPU ms per handoff: {each}"
 
 
 async def sweep_memory(
@@ -190,7 +200,10 @@ async def sweep_memory(
     burst: Burst,
     say: Callable[[str], None],
     allocator: Allocator = "image",
+    server_marker: str | None = None,
 ) -> tuple[list[Figure], list[Check]]:
+    """``server_marker``: what the Temporal server's command line holds (its database file),
+    to tell its CPU time apart."""
     say(f"  memory: one sweep of {n:,} prospects through a worker process (allocator: {allocator})")
     await seed(sm, n, say)
     queue = f"bench-memory-{uuid.uuid4().hex[:8]}"
@@ -205,7 +218,8 @@ async def sweep_memory(
             id=f"bench-memory-sweep-{uuid.uuid4().hex[:8]}",
             task_queue=queue,
         )
-        samples = await _sample_until_done(worker, heap, sm, n, burst, say)
+        parts = meters(worker.pid, server_marker)
+        samples = await _sample_until_done(worker, heap, sm, n, burst, say, parts)
         cpu = cpu_seconds(worker.pid)
     finally:
         stop_worker(worker)
@@ -217,6 +231,9 @@ async def sweep_memory(
         detail={
             "seconds": samples[-1].seconds,
             "worker_cpu_seconds_per_1000": round(cpu / n * 1000, 2),
+            "cpu_ms_per_handoff_by_tenth": per_handoff(
+                [(x.done, x.cpu) for x in samples], max(1, n // 10)
+            ),
             "allocator": allocator,
             "heap_log": str(heap),
             "samples": str(folder / "samples.jsonl"),

@@ -218,13 +218,16 @@ async def _memory(
     gate.set()
     burst = burst_for(gate, sweep, Settings().handoffs.max_in_flight)  # what the worker reads
     with tempfile.TemporaryDirectory(prefix="orch-bench-temporal-") as folder:
-        env = await start_server(Path(folder) / "temporal.db")
+        database = Path(folder) / "temporal.db"
+        env = await start_server(database)
         try:
             async with AsyncExitStack() as stack:
                 for name in AGENTS:
                     agent = TimedAgent(FakeAgent(name, sm, gate=gate))
                     await stack.enter_async_context(agent.worker(env.client))
-                return await sweep_memory(env.client, url, sm, sweep, burst, say, allocator)
+                return await sweep_memory(
+                    env.client, url, sm, sweep, burst, say, allocator, str(database)
+                )
         finally:
             await env.shutdown()
 
