@@ -85,14 +85,19 @@ def per_handoff(
     readings: list[tuple[int, dict[str, float]]], every: int
 ) -> list[dict[str, float | int]]:
     """CPU milliseconds per handoff of each part, for each stretch of ``every`` handoffs
-    (``readings``: handoffs done and the cumulative CPU seconds of each part at that moment)."""
+    (``readings``: handoffs done and the cumulative CPU seconds of each part at that moment).
+    What is left at the end counts as a stretch of its own if it is at least half of one; it
+    ends where the last handoff was done, so time spent at rest afterwards is not counted."""
+    if not readings:
+        return []
+    last = max(done for done, _ in readings)
+    ends = [r for r in readings if r[0] < last] + [next(r for r in readings if r[0] == last)]
     rows: list[dict[str, float | int]] = []
-    start = readings[0] if readings else None
-    for done, cpu in readings[1:]:
-        assert start is not None
-        if done - start[0] < every:
-            continue
+    start = ends[0]
+    for done, cpu in ends[1:]:
         moved = done - start[0]
+        if moved < every and not (done == last and moved * 2 >= every):
+            continue
         row: dict[str, float | int] = {"through": done}
         row.update({k: round((cpu[k] - start[1].get(k, 0.0)) * 1000 / moved, 2) for k in cpu})
         rows.append(row)

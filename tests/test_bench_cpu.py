@@ -16,13 +16,27 @@ def test_per_handoff_divides_each_stretch_by_the_handoffs_it_moved() -> None:
         (4, {"worker": 0.5, "temporal": 0.1}),
         (10, {"worker": 1.0, "temporal": 0.5}),
         (30, {"worker": 3.0, "temporal": 0.5}),
-        (35, {"worker": 9.0, "temporal": 9.0}),
+        (34, {"worker": 9.0, "temporal": 9.0}),
     ]
     rows = per_handoff(readings, every=10)
     assert rows == [
         {"through": 10, "worker": 100.0, "temporal": 50.0},
         {"through": 30, "worker": 100.0, "temporal": 0.0},
-    ]  # the last 5 handoffs are less than a stretch: not reported
+    ]  # the last 4 handoffs are less than half a stretch: not reported
+
+
+def test_the_last_half_stretch_counts_and_time_at_rest_after_it_does_not() -> None:
+    readings = [
+        (0, {"worker": 0.0}),
+        (10, {"worker": 1.0}),
+        (16, {"worker": 1.6}),
+        (16, {"worker": 50.0}),  # sampled at rest once every handoff was done
+    ]
+    assert per_handoff(readings, every=10) == [
+        {"through": 10, "worker": 100.0},
+        {"through": 16, "worker": 100.0},
+    ]
+    assert per_handoff([], every=10) == []
 
 
 def test_a_busy_child_is_found_by_its_command_line_and_its_cpu_counted() -> None:
