@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 Meter = Callable[[], float]
+Reading = tuple[int, dict[str, float]]
+"""Handoffs done, and the CPU seconds each part had used by then."""
 
 
 def cpu_seconds(pid: int, reaped: bool = False) -> float:
@@ -81,9 +83,15 @@ def meters(worker_pid: int, server_marker: str | None) -> dict[str, Meter]:
     return parts
 
 
-def per_handoff(
-    readings: list[tuple[int, dict[str, float]]], every: int
-) -> list[dict[str, float | int]]:
+def ms_per_handoff(earlier: Reading, later: Reading) -> dict[str, float]:
+    """CPU milliseconds per handoff each part spent between two readings (none moved: {})."""
+    moved = later[0] - earlier[0]
+    if moved <= 0:
+        return {}
+    return {k: (used - earlier[1].get(k, 0.0)) * 1000 / moved for k, used in later[1].items()}
+
+
+def per_handoff(readings: list[Reading], every: int) -> list[dict[str, float | int]]:
     """CPU milliseconds per handoff of each part, for each stretch of ``every`` handoffs
     (``readings``: handoffs done and the cumulative CPU seconds of each part at that moment).
     What is left at the end counts as a stretch of its own if it is at least half of one; it
@@ -94,12 +102,12 @@ def per_handoff(
     ends = [r for r in readings if r[0] < last] + [next(r for r in readings if r[0] == last)]
     rows: list[dict[str, float | int]] = []
     start = ends[0]
-    for done, cpu in ends[1:]:
-        moved = done - start[0]
-        if moved < every and not (done == last and moved * 2 >= every):
+    for reading in ends[1:]:
+        moved = reading[0] - start[0]
+        if moved < every and not (reading[0] == last and moved * 2 >= every):
             continue
-        row: dict[str, float | int] = {"through": done}
-        row.update({k: round((cpu[k] - start[1].get(k, 0.0)) * 1000 / moved, 2) for k in cpu})
+        row: dict[str, float | int] = {"through": reading[0]}
+        row.update({k: round(ms, 2) for k, ms in ms_per_handoff(start, reading).items()})
         rows.append(row)
-        start = (done, cpu)
+        start = reading
     return rows

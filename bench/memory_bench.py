@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from bench.cpu_meter import Meter, cpu_seconds, meters, per_handoff
+from bench.cpu_meter import Meter, cpu_seconds, meters, ms_per_handoff, per_handoff
 from bench.heap_worker import latest_sample
 from bench.memory_rules import (
     AFTER,
@@ -182,14 +182,10 @@ async def _sample_until_done(
 
 def _cpu_since(earlier: Sample | None, now: Sample) -> str:
     """CPU milliseconds per handoff of each part since the last progress line."""
-    moved = now.done - earlier.done if earlier else 0
-    if earlier is None or moved <= 0:
+    spent = ms_per_handoff((earlier.done, earlier.cpu), (now.done, now.cpu)) if earlier else {}
+    if not spent:
         return ""
-    each = ", ".join(
-        f"{name} {(used - earlier.cpu.get(name, 0.0)) * 1000 / moved:.0f}"
-        for name, used in now.cpu.items()
-    )
-    return f"; CPU ms per handoff: {each}"
+    return "; CPU ms per handoff: " + ", ".join(f"{k} {ms:.0f}" for k, ms in spent.items())
 
 
 async def sweep_memory(
