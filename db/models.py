@@ -54,6 +54,14 @@ class Prospect(Base):
             postgresql_where=NOT_DELETED,
         ),
         Index("ix_prospects_created_at", "created_at"),
+        # the change feed: live state entries since its cursor, in order
+        Index(
+            "ix_prospects_live_state_entered",
+            "status_changed_at",
+            "id",
+            sqlite_where=NOT_DELETED,
+            postgresql_where=NOT_DELETED,
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
