@@ -7,6 +7,7 @@ run may take over only an abandoned open row, or a failed one when explicitly re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -62,6 +63,9 @@ class PendingPage(BaseModel):
     unbegun: list[StartedPage] = []
     """The input's pages still not all begun, to be passed again with the next call."""
     found_at: datetime | None = None
+    feed_overlap: timedelta | None = None
+    """The change feed's overlap window when the feed runs: an entry older than it when the
+    sweep starts its handoff is one the feed missed."""
 
 
 class BeginInput(BaseModel):
@@ -102,6 +106,16 @@ class FinishResult(BaseModel):
     deferred: str | None = None
     """The next agent, when the chain stops because that agent is paused or its circuit is
     open."""
+
+
+@dataclass(frozen=True)
+class Room:
+    """Room under ``max_in_flight`` for new handoffs, measured by one finder call."""
+
+    unbegun: list[StartedPage]
+    in_flight: int
+    page_size: int
+    saturated: bool
 
 
 def _now() -> datetime:
@@ -310,49 +324,80 @@ class HandoffActivities:
         max_in_flight: int = 2000,
         saturated_wait: timedelta = timedelta(seconds=5),
         breaker_cooldown: timedelta = timedelta(minutes=10),
+        feed_overlap: timedelta | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._policy = policy
         self._page = (page_size, max_children_per_run, start_batch)
         self._max_in_flight, self._saturated_wait = max_in_flight, saturated_wait
         self._cooldown = breaker_cooldown
+        self._feed_overlap = feed_overlap
+
+    @property
+    def policy(self) -> HandoffPolicy:
+        return self._policy
 
     @activity.defn(name="find_pending_handoffs")
     async def find_pending_handoffs(self, input: FindPendingInput) -> PendingPage:
         """The next page, no larger than the room left under ``max_in_flight``: open ledger
         rows plus the sweep's own handoffs not begun yet. With less room than a start batch
         (or half the limit, if smaller) it finds nothing: tiny pages cost a round trip each."""
-        page_size, max_children, batch = self._page
         now = _now()
-        expired = now - self._policy.lease_ttl
         async with self._sessionmaker() as session:
-            # not begun first: a child beginning in between is counted twice, never missed
-            unbegun, waiting = await _still_unbegun(session, input.unbegun, expired)
-            in_flight = waiting + await count_in_flight(session, expired)
-            room = self._max_in_flight - in_flight
-            # a page never holds more children than one run may start
-            page_size = max(min(page_size, max_children, room), 0)
-            saturated = room < min(batch, max(self._max_in_flight // 2, 1))
+            room = await self.room(session, input.unbegun, now)
             found = PendingWindow(items=[], next_cursor=input.after_id)
-            if not saturated:
-                found = await find_pending_page(session, input.after_id, page_size)
-            deferred = (
-                await deferrals(session, found.items, now, self._cooldown) if found.items else {}
-            )
+            if not room.saturated:
+                found = await find_pending_page(session, input.after_id, room.page_size)
+            deferred = await self.deferrals(session, found.items, now)
+        return self.page(found.items, room, now, next_cursor=found.next_cursor, deferred=deferred)
+
+    async def room(self, session: AsyncSession, unbegun: list[StartedPage], now: datetime) -> Room:
+        """How many handoffs may start now (a page never holds more children than one run
+        may start), and the pages of ``unbegun`` still not all begun."""
+        page_size, max_children, batch = self._page
+        # not begun first: a child beginning in between is counted twice, never missed
+        kept, waiting = await _still_unbegun(session, unbegun, now - self._policy.lease_ttl)
+        in_flight = waiting + await count_in_flight(session, now - self._policy.lease_ttl)
+        left = self._max_in_flight - in_flight
+        return Room(
+            unbegun=kept,
+            in_flight=in_flight,
+            page_size=max(min(page_size, max_children, left), 0),
+            saturated=left < min(batch, max(self._max_in_flight // 2, 1)),
+        )
+
+    async def deferrals(
+        self, session: AsyncSession, items: list[PendingHandoff], now: datetime
+    ) -> dict[str, str]:
+        """Which of ``items`` wait for their agent (paused, circuit open), and why."""
+        return await deferrals(session, items, now, self._cooldown) if items else {}
+
+    def page(
+        self,
+        items: list[PendingHandoff],
+        room: Room,
+        now: datetime,
+        *,
+        next_cursor: int | None = None,
+        deferred: dict[str, str] | None = None,
+    ) -> PendingPage:
+        """What a workflow needs to start ``items``: the policy, the limits, the room."""
+        _, max_children, batch = self._page
         return PendingPage(
-            items=found.items,
-            next_cursor=found.next_cursor,
-            deferred=deferred,
+            items=items,
+            next_cursor=next_cursor,
+            deferred=deferred or {},
             policy=self._policy,
-            page_size=page_size,
+            page_size=room.page_size,
             max_children_per_run=max_children,
             start_batch=batch,
-            saturated=saturated,
-            in_flight=in_flight,
+            saturated=room.saturated,
+            in_flight=room.in_flight,
             max_in_flight=self._max_in_flight,
             saturated_wait=self._saturated_wait,
-            unbegun=unbegun,
+            unbegun=room.unbegun,
             found_at=now,
+            feed_overlap=self._feed_overlap,
         )
 
     @activity.defn(name="begin_handoff")
