@@ -7,18 +7,21 @@ when it starts, which is idempotent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import httpx
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.agent_http import HttpAgentActivities
 from activities.alerts import NotifyPolicy
 from activities.conflicts import ConflictActivities
+from activities.feed import FeedActivities, FeedRules
 from activities.findings import FindingsActivities
 from activities.handoffs import HandoffActivities
 from activities.health import HealthActivities
@@ -32,11 +35,13 @@ from orchestrator.search_attributes import ensure_search_attributes
 from orchestrator.settings import Settings
 from orchestrator.tracing import instrument_http
 from workflows.cycle import CycleWorkflow
+from workflows.feed import FeedWorkflow
+from workflows.feed_starts import ensure_feed
 from workflows.handoff import HandoffWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [CycleWorkflow, HandoffWorkflow]
+WORKFLOWS = [CycleWorkflow, HandoffWorkflow, FeedWorkflow]
 
 
 def build_activities(
@@ -58,7 +63,9 @@ def build_activities(
         max_in_flight=sweep.max_in_flight,
         saturated_wait=sweep.saturated_wait,
         breaker_cooldown=settings.breaker.cooldown,
+        feed_overlap=settings.feed.overlap if settings.feed.enabled else None,
     )
+    feed = FeedActivities(sessionmaker, handoffs, feed_rules(settings))
     http_agents = HttpAgentActivities(settings.agent_endpoints, http, settings.api_public_url)
     reports = ReportActivities(sessionmaker, report_config(settings))
     validation = ValidationActivities(sessionmaker, settings.validation.rules(), policy)
@@ -85,6 +92,7 @@ def build_activities(
         health.compute_agent_health,
         findings.record_health_findings,
         handoffs.find_pending_handoffs,
+        feed.poll_state_entries,
         handoffs.begin_handoff,
         handoffs.mark_handoff,
         handoffs.finish_handoff,
@@ -96,6 +104,17 @@ def build_activities(
         conflicts.resolve_conflicts,
         upkeep.after_cycle,
     ]
+
+
+def feed_rules(settings: Settings) -> FeedRules:
+    feed = settings.feed
+    return FeedRules(
+        poll_interval=feed.poll_interval,
+        overlap=feed.overlap,
+        quiet_return=feed.quiet_return,
+        deferred_recheck=feed.deferred_recheck,
+        chain_cooldown=feed.chain_cooldown,
+    )
 
 
 def notify_policy(settings: Settings) -> NotifyPolicy:
@@ -169,6 +188,23 @@ async def run_worker(
             trimming = asyncio.create_task(
                 trim_memory_every(settings.worker.memory_trim_interval, stop)
             )
+            feeding = asyncio.create_task(keep_feed_running(client, settings, stop))
             await stop.wait()
             await trimming
+            await feeding
     log.info("worker stopped")
+
+
+async def keep_feed_running(client: Client, settings: Settings, stop: asyncio.Event) -> None:
+    """Start the change feed if it is not running, and look again every ``keepalive``: a
+    feed terminated by hand, or lost with a namespace reset, is back within that."""
+    if not settings.feed.enabled:
+        return
+    task_queue = settings.temporal.task_queue
+    while not stop.is_set():
+        try:
+            await ensure_feed(client, task_queue)
+        except RPCError as exc:  # Temporal away: the next look starts it
+            log.warning("could not make sure the change feed runs: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.feed.keepalive.total_seconds())

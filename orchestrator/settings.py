@@ -172,6 +172,30 @@ class HandoffSettings(HandoffPolicy):
         return HandoffPolicy(**self.model_dump(include=fields), transports=transports)
 
 
+class FeedSettings(BaseModel):
+    """The change feed: the long-running workflow that hands a prospect off as soon as it
+    enters a trigger state, with the handoffs sweep behind it as reconciliation."""
+
+    enabled: bool = True
+    """Workers start the feed and keep it running; off, only the sweep finds new work."""
+    poll_interval: timedelta = Field(timedelta(milliseconds=250), gt=timedelta(0))
+    """How often the feed's activity reads ``prospects`` for new state entries."""
+    overlap: timedelta = Field(timedelta(seconds=30), ge=timedelta(0))
+    """How far behind its cursor each poll reads again: state-entry times are the agents'
+    clocks and their transactions commit out of order; a later entry is found by the sweep."""
+    quiet_return: timedelta = Field(timedelta(minutes=1), gt=timedelta(0), le=timedelta(minutes=5))
+    """A poll that finds nothing returns after this long, so an idle feed costs the Temporal
+    server a few events a minute, not a few per poll (at most 5 minutes: the poll's
+    activity has a 10-minute timeout)."""
+    deferred_recheck: timedelta = Field(timedelta(seconds=10), gt=timedelta(0))
+    """How often the feed looks again at entries it deferred (paused agent, open circuit)."""
+    chain_cooldown: timedelta = Field(timedelta(minutes=5), ge=timedelta(0))
+    """A prospect handed off ``max_chain`` times within this long is left to the sweep, as a
+    chain that reached its limit is: a loop between agents is slowed, not run flat out."""
+    keepalive: timedelta = Field(timedelta(seconds=30), gt=timedelta(0))
+    """How often each worker makes sure the feed is running (one call to Temporal)."""
+
+
 class WorkerSettings(BaseModel):
     """Capacity of one worker process."""
 
@@ -253,6 +277,7 @@ class Settings(BaseSettings):
     )
     health: HealthSettings = HealthSettings()
     handoffs: HandoffSettings = HandoffSettings()
+    feed: FeedSettings = FeedSettings()
     reports: ReportSettings = ReportSettings()
     validation: ValidationSettings = ValidationSettings()
     conflicts: ConflictSettings = ConflictSettings()

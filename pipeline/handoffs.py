@@ -112,3 +112,13 @@ class HandoffState(BaseModel):
     updated_at: datetime | None = None
     chain: list[str] = []
     """Handoff ids already completed by earlier runs of this chain."""
+
+
+def feed_workflow_id(task_queue: str) -> str:
+    """The change feed of the orchestrator on ``task_queue``: one per task queue (and so
+    per deployment), ``feed-orchestrator`` by default."""
+    return f"feed-{task_queue}"
+
+
+FEED_NUDGE = "nudge"
+"""The signal that wakes the feed (agents send it after a run that changed states)."""

@@ -19,6 +19,7 @@ from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from workflows.cycle import CycleWorkflow
+from workflows.feed import FeedWorkflow
 from workflows.handoff import HandoffWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -26,7 +27,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import CycleInput, CycleSummary
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-WORKFLOW_TYPES = {"orchestrator-cycle": [CycleWorkflow], "handoff": [HandoffWorkflow]}
+WORKFLOW_TYPES = {
+    "orchestrator-cycle": [CycleWorkflow],
+    "handoff": [HandoffWorkflow],
+    "orchestrator-feed": [FeedWorkflow],
+}
 
 
 def load(path: Path) -> tuple[str, WorkflowHistory]:

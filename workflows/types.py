@@ -30,6 +30,9 @@ class HandoffSweepSummary(BaseModel):
     """Times the sweep waited for room under ``max_in_flight``."""
     held_back: bool = False
     """A full cycle found no room and left the rest of the sweep for the next one."""
+    caught_by_sweep: int = 0
+    """Handoffs a sweep started for entries older than the feed's overlap window: ones the
+    change feed should have started and had not (0 in normal operation)."""
 
 
 class MonitorSummary(BaseModel):
@@ -89,6 +92,34 @@ class CycleInput(BaseModel):
     """Where the validation sweep resumes (next prospect id range)."""
     validation_as_of: datetime | None = None
     """The instant the whole validation sweep judges at, kept across continue-as-new."""
+    released: bool = False
+    """A handoffs sweep started to hand on what a resumed agent kept waiting: not
+    reconciliation, so nothing it starts counts as caught from the feed."""
     report_kind: Literal["daily", "weekly"] = "daily"
     report_date: date | None = None
     """A past date to (re)generate; ``None`` is the latest scheduled time."""
+
+
+class FeedState(BaseModel):
+    """The change feed's cursor and counts: its ``state`` query, and what it carries when it
+    continues as new."""
+
+    started_at: datetime | None = None
+    cursor: datetime | None = None
+    """Entries up to this time have been read (each poll reads ``overlap`` behind it again)."""
+    unbegun: list[StartedPage] = []
+    deferred_since: dict[str, datetime] = {}
+    rechecked_at: datetime | None = None
+    handoffs: HandoffSweepSummary = HandoffSweepSummary()
+    """Handoffs the feed found, started, found already running, deferred or failed."""
+    polls: int = 0
+    nudges: int = 0
+    runs: int = 1
+    last_found_at: datetime | None = None
+    lag_seconds: float = 0.0
+    """At its last poll: how long the oldest entry it found had waited (0 when caught up)."""
+
+
+class FeedInput(BaseModel):
+    state: FeedState | None = None
+    """The cursor and counts so far, when the feed continued as new."""
