@@ -24,7 +24,7 @@ from activities.alerts import (
 )
 from activities.notify import Delivery, SinkConfig, deliver_pending
 from db.dialect import insert_for
-from db.models import CycleHeartbeat, Handoff
+from db.models import CycleHeartbeat, Event, Handoff
 from pipeline.handoffs import HandoffStatus
 
 WATCHDOG, STALLED = "watchdog", "stalled_handoffs"
@@ -40,12 +40,30 @@ class AfterCycleInput(BaseModel):
     as_of: datetime
     completed: list[str] = []
     """Cycle steps that completed (their heartbeats are recorded)."""
+    caught_by_sweep: int = 0
+    """Handoffs the cycle's sweep started that the change feed had not: an event says so."""
 
 
 class AfterCycle(BaseModel):
     watchdog: str
     stalled: int
     delivery: Delivery
+
+
+async def note_caught_by_sweep(session: AsyncSession, caught: int, now: datetime) -> None:
+    """One event for the dashboard's stream: the feed missed entries the sweep handed on
+    (a clock skewed past the feed's overlap, or the feed not running). Once per cycle,
+    however often the activity is retried."""
+    await session.execute(
+        insert_for(session, Event)
+        .values(
+            dedup_key=f"feed_missed:{now.isoformat()}",
+            kind="feed_missed",
+            payload={"caught_by_sweep": caught},
+            created_at=now,
+        )
+        .on_conflict_do_nothing()
+    )
 
 
 async def beat(session: AsyncSession, mode: str, now: datetime) -> None:
@@ -133,6 +151,8 @@ class UpkeepActivities:
                 await beat(session, mode, input.as_of)
             watchdog = await watch(session, input.as_of, self._rules, self._policy)
             stalled = await watch_stalls(session, input.as_of, self._rules, self._policy)
+            if input.caught_by_sweep:
+                await note_caught_by_sweep(session, input.caught_by_sweep, input.as_of)
             await session.commit()
             delivery = await deliver_pending(session, self._sinks, self._http)
         if delivery.failed:

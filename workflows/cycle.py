@@ -137,7 +137,7 @@ class CycleWorkflow:
                 )
                 await workflow.sleep(page.saturated_wait)
             else:
-                started_now = await start_page(page, sweep)
+                started_now = await start_page(page, sweep, reconcile=not input.released)
                 started += started_now
                 unbegun += started_page(page, cursor, started_now)
                 self._progress.detail = f"{sweep.pending} pending, {sweep.started} started"
@@ -194,7 +194,11 @@ class CycleWorkflow:
         try:
             return await workflow.execute_activity_method(
                 UpkeepActivities.after_cycle,
-                AfterCycleInput(as_of=workflow.now(), completed=completed),
+                AfterCycleInput(
+                    as_of=workflow.now(),
+                    completed=completed,
+                    caught_by_sweep=summary.handoffs.caught_by_sweep if summary.handoffs else 0,
+                ),
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )

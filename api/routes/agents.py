@@ -123,7 +123,7 @@ async def resume_agent(
         client = await temporal.client()
         workflow_id = f"cycle-handoffs-resume-{name}-{uuid.uuid4().hex[:8]}"
         await client.start_workflow(
-            CycleWorkflow.run, CycleInput(mode="handoffs"), id=workflow_id,
+            CycleWorkflow.run, CycleInput(mode="handoffs", released=True), id=workflow_id,
             task_queue=settings.temporal.task_queue,
             search_attributes=cycle_attributes("handoffs"),
             static_summary=f"handoffs after {name} was resumed",
