@@ -142,6 +142,50 @@ async def pending_for_prospect(
     )  # fmt: skip
 
 
+async def why_no_handoff(session: AsyncSession, prospect_id: int) -> str | None:
+    """Why the prospect waits for no handoff now (deleted, a state without a trigger, a
+    condition that does not hold, this entry already handed off); ``None`` if it does not
+    exist. Call it when ``pending_for_prospect`` found nothing."""
+    query = select(
+        Prospect.status,
+        Prospect.status_changed_at,
+        Prospect.deleted_at,
+        Prospect.tier,
+        has_contact_email(),
+    ).where(Prospect.id == prospect_id)
+    row = (await session.execute(query)).first()
+    if row is None:
+        return None
+    status, entered, deleted_at, tier, has_email = row
+    trigger = HANDOFF_TRIGGERS.get(status)
+    if deleted_at is not None:
+        return f"prospect {prospect_id} is deleted"
+    if trigger is None:
+        return f"prospect {prospect_id} is {status!r}, a state no trigger hands on"
+    if not trigger.admits(tier=tier, has_contact_email=bool(has_email)):
+        return f"the {status!r} trigger does not admit prospect {prospect_id}: {_unmet(trigger)}"
+    handed = await session.scalar(
+        select(Handoff.status).where(
+            Handoff.prospect_id == prospect_id,
+            Handoff.from_state == status,
+            Handoff.state_entered_at == entered,
+        )
+    )
+    entry = f"its entry into {status!r} at {entered.isoformat()}"
+    if handed is not None and HandoffStatus(handed) in OPEN_STATUSES:
+        return f"{entry} has a handoff open ({handed})"
+    return f"{entry} was already handed off ({handed})"
+
+
+def _unmet(trigger: HandoffTrigger) -> str:
+    needs = []
+    if trigger.tiers is not None:
+        needs.append(f"tier one of {', '.join(sorted(trigger.tiers))}")
+    if trigger.requires_contact_email:
+        needs.append("a contact with an email")
+    return "it needs " + " and ".join(needs)
+
+
 async def why_not_pending(session: AsyncSession, pending: PendingHandoff) -> str | None:
     """``None`` when the prospect still waits for exactly this handoff; otherwise why not."""
     trigger = HANDOFF_TRIGGERS.get(pending.from_state)

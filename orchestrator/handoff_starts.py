@@ -22,11 +22,29 @@ async def start_handoff(
 ) -> None:
     """Run a ledger row's handoff again; raises ``WorkflowAlreadyStartedError`` when the
     prospect has a handoff open. ``retry`` lets it take over a failed or abandoned claim."""
-    await client.start_workflow(
-        HandoffWorkflow.run,
-        HandoffInput(pending=pending_from_row(row), policy=policy, retry=True),
-        id=handoff_workflow_id(row.prospect_id),
-        task_queue=task_queue,
-        search_attributes=handoff_attributes(row.prospect_id, row.to_agent),
-        static_summary=f"{why}: {row.from_state} → {row.to_agent}, prospect {row.prospect_id}",
+    await start_pending(
+        client, pending_from_row(row), policy=policy, task_queue=task_queue, why=why, retry=True
     )
+
+
+async def start_pending(
+    client: Client,
+    pending: PendingHandoff,
+    *,
+    policy: HandoffPolicy,
+    task_queue: str,
+    why: str,
+    retry: bool = False,
+) -> str:
+    """Start the handoff of ``pending``; its workflow id. Raises
+    ``WorkflowAlreadyStartedError`` when the prospect has a handoff open."""
+    handle = await client.start_workflow(
+        HandoffWorkflow.run,
+        HandoffInput(pending=pending, policy=policy, retry=retry),
+        id=handoff_workflow_id(pending.prospect_id),
+        task_queue=task_queue,
+        search_attributes=handoff_attributes(pending.prospect_id, pending.to_agent),
+        static_summary=f"{why}: {pending.from_state} → {pending.to_agent}, "
+        f"prospect {pending.prospect_id}",
+    )
+    return handle.id

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from sqlalchemy import select
 
-from api.deps import IngestSessionDep, SettingsDep
+from api.deps import IngestSessionDep, SettingsDep, TemporalDep
+from api.feed import nudge_feed_quietly
 from api.schemas import MAX_ID, NO_NUL, errors
 from db.models import AgentRun
 
@@ -73,9 +74,16 @@ def _not_future(moment: datetime, field: str) -> None:
 
 @router.post("/{name}/runs", response_model=RunOut, status_code=201, responses=errors(400, 403))
 async def report_run(
-    *, name: AgentPath, body: RunIn, session: IngestSessionDep, settings: SettingsDep
+    *,
+    name: AgentPath,
+    body: RunIn,
+    session: IngestSessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    background: BackgroundTasks,
 ) -> RunOut:
-    """Record one run of an agent (finished, or running and finished later with PATCH)."""
+    """Record one run of an agent (finished, or running and finished later with PATCH). A
+    finished run outside a handoff wakes the change feed: it may have moved prospects."""
     _known(settings, name)
     _not_future(body.started_at, "started_at")
     if body.completed_at is not None:
@@ -83,6 +91,8 @@ async def report_run(
     row = AgentRun(agent_name=name, **body.model_dump())
     session.add(row)
     await session.commit()
+    if body.status != "running" and body.handoff_id is None:
+        background.add_task(nudge_feed_quietly, temporal, settings)
     return RunOut.model_validate(row, from_attributes=True)
 
 
@@ -94,8 +104,10 @@ async def finish_run(
     body: RunUpdate,
     session: IngestSessionDep,
     settings: SettingsDep,
+    temporal: TemporalDep,
+    background: BackgroundTasks,
 ) -> RunOut:
-    """Finish a run reported as running."""
+    """Finish a run reported as running (outside a handoff, it wakes the change feed)."""
     _known(settings, name)
     row = await session.get(AgentRun, run_id)
     if row is None or row.agent_name != name:
@@ -108,6 +120,8 @@ async def finish_run(
     row.status, row.completed_at = body.status, body.completed_at
     row.records_processed, row.error = body.records_processed, body.error
     await session.commit()
+    if row.handoff_id is None:
+        background.add_task(nudge_feed_quietly, temporal, settings)
     return RunOut.model_validate(row, from_attributes=True)
 
 

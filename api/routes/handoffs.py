@@ -13,12 +13,14 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.controls import blocked_agents
+from activities.handoff_queries import pending_for_prospect, why_no_handoff
 from api.auth import authorize
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.routes.orchestrator import workflow_url
 from api.schemas import MAX_ID, NO_NUL, errors
 from db.models import Handoff
-from orchestrator.handoff_starts import start_handoff
+from orchestrator.handoff_starts import start_handoff, start_pending
 from orchestrator.signing import SIGNATURE_HEADER, verify
 from pipeline.contract import AgentResult
 from pipeline.handoffs import (
@@ -130,6 +132,64 @@ async def prospect_handoff(
         prospect_id=prospect_id, live=live, workflow_id=workflow_id,
         web_ui_url=workflow_url(settings, workflow_id), history=[_out(r) for r in rows],
     )  # fmt: skip
+
+
+class StartedHandoff(BaseModel):
+    prospect_id: int
+    handoff_id: str
+    from_state: str
+    to_agent: str
+    workflow_id: str
+    web_ui_url: str
+
+
+@router.post(
+    "/prospects/{prospect_id}/handoff",
+    response_model=StartedHandoff,
+    status_code=202,
+    responses=ACTION_ERRORS,
+)
+async def hand_off_prospect(
+    *,
+    prospect_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> StartedHandoff:
+    """Hand this prospect off now, without waiting for the feed or the sweep (409 with the
+    reason when no trigger admits it, its agent is held, or a handoff is open)."""
+    pending = await pending_for_prospect(session, prospect_id)
+    if pending is None:
+        reason = await why_no_handoff(session, prospect_id)
+        if reason is None:
+            raise HTTPException(404, detail=f"prospect {prospect_id} does not exist")
+        raise HTTPException(409, detail=f"nothing to hand off: {reason}")
+    if pending.to_agent in await blocked_agents(session):
+        held = f"{pending.to_agent} takes no handoffs now (paused, or its circuit is open)"
+        raise HTTPException(409, detail=f"{held}; resume it first")
+    client = await temporal_client(temporal)
+    policy = settings.handoffs.policy(settings.agent_endpoints)
+    try:
+        workflow_id = await start_pending(
+            client,
+            pending,
+            policy=policy,
+            task_queue=settings.temporal.task_queue,
+            why="requested through the API",
+        )
+    except WorkflowAlreadyStartedError as exc:
+        see = f"GET /api/v1/prospects/{prospect_id}/handoff"
+        raise HTTPException(
+            409, detail=f"prospect {prospect_id} has a handoff open; see {see}"
+        ) from exc
+    return StartedHandoff(
+        prospect_id=prospect_id,
+        handoff_id=pending.id,
+        from_state=pending.from_state,
+        to_agent=pending.to_agent,
+        workflow_id=workflow_id,
+        web_ui_url=workflow_url(settings, workflow_id),
+    )
 
 
 @router.post(

@@ -15,11 +15,14 @@ from sqlalchemy import func, select
 
 from activities.handoff_queries import pending_counts
 from activities.health import compute_agent_health
-from api.deps import SessionDep, SettingsDep
+from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.feed import read_feed
 from api.schemas import errors
+from api.temporal import TemporalUnavailable
 from db.models import Alert, CycleHeartbeat, Handoff
 from orchestrator.sdk_metrics import installed_sdk_metrics
 from pipeline.health import HealthStatus
+from pipeline.metrics import FEED_LAG
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ router = APIRouter(tags=["metrics"], responses=errors(401))
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-async def metrics(*, session: SessionDep, settings: SettingsDep) -> Response:
+async def metrics(*, session: SessionDep, settings: SettingsDep, temporal: TemporalDep) -> Response:
     """Prometheus metrics of the pipeline."""
     registry = CollectorRegistry()
     now = datetime.now(UTC)
@@ -78,8 +81,44 @@ async def metrics(*, session: SessionDep, settings: SettingsDep) -> Response:
         await session.execute(select(CycleHeartbeat.mode, CycleHeartbeat.last_completed_at))
     ).all():
         beats.labels(mode).set(at.timestamp())
+    await _feed(temporal, settings, registry)
     body = generate_latest(registry) + await _sdk_metrics()
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def _feed(temporal: TemporalDep, settings: SettingsDep, registry: CollectorRegistry) -> None:
+    """The change feed's lag and counts, from its ``state`` query (nothing while Temporal is
+    away: the database's figures above still answer)."""
+    running = Gauge(
+        "orchestrator_feed_running", "1 when the change feed answers", registry=registry
+    )
+    try:
+        state = await read_feed(await temporal.client(), settings)
+    except TemporalUnavailable:
+        state = None
+    running.set(state is not None)
+    if state is None:
+        return
+    lag = Gauge(
+        FEED_LAG, "How long the oldest entry the feed last found had waited", registry=registry
+    )
+    lag.set(state.lag_seconds)
+    counts = Gauge(
+        "orchestrator_feed_total",
+        "The feed's counts since it started",
+        ["count"],
+        registry=registry,
+    )
+    handoffs = state.handoffs
+    for name, value in (
+        ("polls", state.polls),
+        ("nudges", state.nudges),
+        ("handoffs_started", handoffs.started),
+        ("handoffs_already_running", handoffs.already_running),
+        ("handoffs_deferred", handoffs.deferred),
+        ("handoffs_failed_to_start", handoffs.failed),
+    ):
+        counts.labels(name).set(value)
 
 
 async def _sdk_metrics() -> bytes:

@@ -8,17 +8,20 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
 from temporalio.client import WorkflowFailureError
 
 from activities.health import compute_agent_health
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
+from api.feed import read_feed
 from api.schemas import HealthResponse, RunResponse, errors
 from orchestrator.settings import Settings
+from pipeline.handoffs import feed_workflow_id
 from pipeline.health import overall_status
 from pipeline.modes import UnsupportedModeError, parse_mode
 from workflows.cycle import CycleWorkflow
 from workflows.search_attributes import cycle_attributes
-from workflows.types import CycleInput
+from workflows.types import CycleInput, FeedState
 
 router = APIRouter(prefix="/api/v1/orchestrator", tags=["orchestrator"], responses=errors(401))
 
@@ -80,6 +83,28 @@ async def run_cycle(
                 status_code=502, detail=f"cycle {workflow_id} failed: {exc.cause}"
             ) from exc
     return response
+
+
+class FeedOut(BaseModel):
+    running: bool
+    """Whether a worker answered for the feed (it is started and kept alive by workers)."""
+    workflow_id: str
+    web_ui_url: str
+    state: FeedState | None = None
+
+
+@router.get("/feed", response_model=FeedOut, responses=errors(503))
+async def get_feed(*, settings: SettingsDep, temporal: TemporalDep) -> FeedOut:
+    """The change feed: its cursor, lag and counts (queried from its workflow)."""
+    client = await temporal_client(temporal)
+    state = await read_feed(client, settings)
+    workflow_id = feed_workflow_id(settings.temporal.task_queue)
+    return FeedOut(
+        running=state is not None,
+        workflow_id=workflow_id,
+        web_ui_url=workflow_url(settings, workflow_id),
+        state=state,
+    )
 
 
 def workflow_url(settings: Settings, workflow_id: str) -> str:

@@ -166,6 +166,15 @@ function renderHandoffTiles(counts) {
       h("strong", {}, String(value)), h("span", {}, name))));
 }
 
+function renderFeed(feed) {
+  const lag = feed.state ? feed.state.lag_seconds : null;
+  const tone = feed.running ? (lag > 5 ? "warn" : "good") : "bad";
+  const text = feed.running ? `${lag.toFixed(1)} s` : "not running";
+  fill("feed", h("div", { class: `tile ${tone}`, "data-kind": "feed-lag", "data-running": String(feed.running) },
+    h("strong", {}, text), h("span", {}, "feed lag")),
+    workflowLink(feed.workflow_id, "feed"));
+}
+
 function handoffRow(item) {
   return h("li", { "data-status": item.status },
     h("span", { class: `badge handoff-${item.status}` }, item.status),
@@ -221,10 +230,11 @@ async function latestDailyReport() {
 }
 
 async function refresh() {
-  const [health, agents, pipeline, latest, stalled, blocked, alerts, report, cycles] = await Promise.allSettled([
+  const [health, agents, pipeline, latest, stalled, blocked, alerts, report, cycles, feed] = await Promise.allSettled([
     api("/orchestrator/health"), api("/agents"), api("/orchestrator/pipeline"),
     api("/handoffs?limit=10"), api("/handoffs?status=stalled&limit=10"), api("/handoffs?status=blocked&limit=10"),
     api("/alerts?status=open&limit=20"), latestDailyReport(), api("/orchestrator/cycles?limit=8"),
+    api("/orchestrator/feed"),
   ]);
   const refused = [health, agents, pipeline].find((r) => r.status === "rejected" && r.reason instanceof Unauthorized);
   if (refused) return askForKey(refused.reason.message);
@@ -244,6 +254,7 @@ async function refresh() {
   use(alerts, renderAlerts);
   use(report, renderReport);
   use(cycles, renderCycles);
+  use(feed, renderFeed);
   showProblems(problems);
   $("main").hidden = false;
   $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
