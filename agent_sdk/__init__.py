@@ -9,10 +9,18 @@
 around every call (running, then completed with the records processed or failed with the
 error), and never does the same handoff twice: the handoff id is the idempotency key.
 Agents that cannot reach the database report their runs through the API instead
-(``ApiRecorder``).
+(``ApiRecorder``). A scheduled agent (``run_every``) passes ``nudge=feed_nudge(client)`` so
+the orchestrator's change feed looks at once after each run that wrote prospects.
 """
 
 from agent_sdk.recorders import ApiRecorder, DatabaseRecorder, RunRecorder
-from agent_sdk.runtime import AgentRuntime, run_every
+from agent_sdk.runtime import AgentRuntime, feed_nudge, run_every
 
-__all__ = ["AgentRuntime", "ApiRecorder", "DatabaseRecorder", "RunRecorder", "run_every"]
+__all__ = [
+    "AgentRuntime",
+    "ApiRecorder",
+    "DatabaseRecorder",
+    "RunRecorder",
+    "feed_nudge",
+    "run_every",
+]

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from agent_sdk.recorders import RunRecorder
@@ -20,9 +21,27 @@ from pipeline.contract import (
     ResultStatus,
     agent_task_queue,
 )
+from pipeline.handoffs import FEED_NUDGE, feed_workflow_id
 
 log = logging.getLogger(__name__)
 Process = Callable[[AgentTask], Awaitable[AgentResult]]
+Nudge = Callable[[], Awaitable[None]]
+
+
+def feed_nudge(client: Client, orchestrator_task_queue: str = "orchestrator") -> Nudge:
+    """What a scheduled agent calls after a run that changed prospects: a signal that wakes
+    the orchestrator's change feed. A hint only: errors are logged, never raised, and the
+    feed's own polls find the change anyway."""
+    handle = client.get_workflow_handle(feed_workflow_id(orchestrator_task_queue))
+
+    async def nudge() -> None:
+        try:
+            await handle.signal(FEED_NUDGE)
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                log.warning("could not nudge the orchestrator's change feed: %s", exc)
+
+    return nudge
 
 
 class AgentRuntime:
@@ -84,9 +103,11 @@ async def run_every(
     work: Callable[[], Awaitable[int]],
     every: timedelta,
     stop: asyncio.Event,
+    nudge: Nudge | None = None,
 ) -> None:
     """A scheduled agent (the prospector has no upstream): ``work`` returns the records it
-    processed; each call is one recorded run, failures included, until ``stop`` is set."""
+    processed; each call is one recorded run, failures included, until ``stop`` is set. A
+    run that processed records calls ``nudge`` (see :func:`feed_nudge`)."""
     while not stop.is_set():
         run_id = await runtime.recorder.started(runtime.name, None)
         try:
@@ -100,5 +121,7 @@ async def run_every(
             await runtime.recorder.finished(
                 runtime.name, run_id, ok=True, records=records, error=None
             )
+            if records and nudge is not None:
+                await nudge()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every.total_seconds())

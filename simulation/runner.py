@@ -1,23 +1,19 @@
 """Running the simulated pipeline next to an orchestrator: three agent workers on their own
-task queues, and the prospector on its cadence, which asks for a handoffs cycle after each
-batch, as a real prospector would through ``POST /run?mode=handoffs``."""
+task queues, and the prospector on its cadence. Like any real agent it writes prospects and
+leaves the rest to the orchestrator's change feed, which it nudges after each batch."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from contextlib import AsyncExitStack
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from agent_sdk import AgentRuntime, DatabaseRecorder, run_every
+from agent_sdk import AgentRuntime, DatabaseRecorder, feed_nudge, run_every
 from simulation.agents import SimulatedAgents
 from simulation.scenario import SIMULATED_AGENTS, Scenario
-from workflows.cycle import CycleWorkflow
-from workflows.search_attributes import cycle_attributes
-from workflows.types import CycleInput
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +40,14 @@ async def run_simulation(
             )
             await stack.enter_async_context(worker)
         prospector = AgentRuntime("prospector", recorder)
-
-        async def prospect_and_hand_off() -> int:
-            created = await agents.prospect()
-            if created:
-                await _request_handoffs(client, task_queue)
-            return created
-
         log.info("simulated agents running (seed %d, speed %g)", scenario.seed, scenario.speed)
-        await run_every(prospector, prospect_and_hand_off, agents.prospector_every(), stop)
+        await run_every(
+            prospector,
+            agents.prospect,
+            agents.prospector_every(),
+            stop,
+            nudge=feed_nudge(client, task_queue),
+        )
     for reply in list(agents.replies):
         reply.cancel()
     return agents
-
-
-async def _request_handoffs(client: Client, task_queue: str) -> None:
-    await client.start_workflow(
-        CycleWorkflow.run,
-        CycleInput(mode="handoffs"),
-        id=f"cycle-handoffs-prospector-{uuid.uuid4().hex[:8]}",
-        task_queue=task_queue,
-        search_attributes=cycle_attributes("handoffs"),
-        static_summary="handoffs for the prospector's new batch",
-    )

@@ -50,6 +50,7 @@ from simulation.scenario import (
 )
 from tests.handoff_support import wait_until, with_handoffs
 from worker import build_worker
+from workflows.feed_starts import ensure_feed
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -266,6 +267,7 @@ async def simulation(
     stop = asyncio.Event()
     sessionmaker, agent_sessionmaker = sessions
     async with build_worker(client, sessionmaker, settings):
+        feed = await ensure_feed(client, queue)  # the prospector relies on it, as in dev
         run = run_simulation(client, agent_sessionmaker, scenario, queue, stop)
         task = asyncio.create_task(run)
         try:
@@ -274,6 +276,7 @@ async def simulation(
             stop.set()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 60)
+            await feed.terminate("test over")
             await wind_down(client, queue)
 
 
