@@ -125,6 +125,9 @@ class FeedActivities:
             caught_up = await self._recheck_deferred(session, poll, now, room.page_size)
             known = {p.id for p in found.items}
             found.items += [p for p in caught_up if p.id not in known]
+            # started by the feed and not begun yet: a re-read must not start them again
+            starting = {pid for page in room.unbegun for pid in page.prospect_ids}
+            found.items = [p for p in found.items if p.prospect_id not in starting]
             found.deferred = await self._handoffs.deferrals(session, found.items, now)
             found.deferred |= await self._chain_limited(session, found.items, now)
         _note_deferred(poll, found)

@@ -246,6 +246,8 @@ async def count_begun(session: AsyncSession, page: StartedPage) -> int:
     query = select(func.count(func.distinct(Handoff.prospect_id))).where(
         Handoff.prospect_id <= page.through_id, Handoff.created_at >= page.since - CLOCK_MARGIN
     )
+    if page.prospect_ids:
+        query = query.where(Handoff.prospect_id.in_(page.prospect_ids))
     if page.after_id is not None:
         query = query.where(Handoff.prospect_id > page.after_id)
     return int(await session.scalar(query) or 0)

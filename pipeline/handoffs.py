@@ -63,6 +63,9 @@ class StartedPage(BaseModel):
     since: datetime
     """Shortly before the page was found: a ledger row of one of its prospects written since
     then is one of these handoffs begun."""
+    prospect_ids: list[int] = []
+    """The feed's pages name their prospects (its entries are not an id range): counted
+    exactly, and not started again by a re-read while they have not begun."""
 
 
 Transport = Literal["temporal", "http"]

@@ -4,18 +4,27 @@ commit out of order or late are each handed off once, and what waits is never dr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from temporalio.client import Client, WorkflowHandle
 
+from agent_sdk import AgentRuntime, DatabaseRecorder, feed_nudge, run_every
 from db.models import AgentControl
 from orchestrator.settings import FeedSettings, Settings
 from pipeline.handoffs import feed_workflow_id
 from tests.agents import FakeAgent, prospect_status
 from tests.factories import add, prospect
-from tests.handoff_support import ledger, record_history, running, sweep, wait_until
+from tests.handoff_support import (
+    ledger,
+    record_history,
+    running,
+    sweep,
+    wait_until,
+    with_handoffs,
+)
 from workflows.feed import FeedWorkflow
 from workflows.feed_starts import ensure_feed, nudge_feed
 from workflows.types import FeedState
@@ -176,3 +185,52 @@ async def _status_is(sessionmaker, pid: int, status: str) -> bool:
 
 async def _deferred_cleared(feed: WorkflowHandle) -> bool:
     return (await feed_state(feed)).deferred_since == {}
+
+
+async def test_the_feed_continues_as_new_after_its_share_of_children_and_keeps_its_counts(
+    client: Client, sessionmaker, agent_sessionmaker, worker_settings: Settings, agents
+) -> None:
+    settings = with_handoffs(with_feed(worker_settings), max_children_per_run=3, start_batch=2)
+    async with feeding(client, sessionmaker, settings, agents) as feed:
+        now = datetime.now(UTC)
+        for pid in range(1, 6):
+            await add(agent_sessionmaker, *prospect("ready_for_outreach", pid=pid, entered=now))
+        await wait_until(lambda: _all_in_sequence(sessionmaker, range(1, 6)))
+        await wait_until(lambda: _started(feed, 5))
+        state = await feed_state(feed)
+    assert state.runs >= 2
+    assert state.handoffs.started == 5
+    assert {pid for pid, _ in agents["outreach"].work} == {1, 2, 3, 4, 5}
+
+
+async def test_a_scheduled_agent_nudges_the_feed_after_a_run_that_wrote_prospects(
+    client: Client, sessionmaker, agent_sessionmaker, worker_settings: Settings, agents
+) -> None:
+    settings = with_feed(worker_settings)
+    stop = asyncio.Event()
+    written: list[int] = []
+
+    async def prospect_once() -> int:
+        if written:
+            stop.set()
+            return 0
+        written.append(1)
+        await add(agent_sessionmaker, *prospect("identified", pid=1, entered=datetime.now(UTC)))
+        return 1
+
+    prospector = AgentRuntime("prospector", DatabaseRecorder(agent_sessionmaker))
+    nudge = feed_nudge(client, settings.temporal.task_queue)
+    async with feeding(client, sessionmaker, settings, agents) as feed:
+        await run_every(prospector, prospect_once, timedelta(milliseconds=100), stop, nudge=nudge)
+        await wait_until(lambda: _status_is(sessionmaker, 1, "in_sequence"))
+        state = await feed_state(feed)
+    assert state.nudges == 1  # the second run wrote nothing
+    assert state.handoffs.started == 1
+
+
+async def _started(feed: WorkflowHandle, n: int) -> bool:
+    return (await feed_state(feed)).handoffs.started >= n
+
+
+async def _all_in_sequence(sessionmaker, pids: range) -> bool:
+    return all([await _status_is(sessionmaker, pid, "in_sequence") for pid in pids])

@@ -137,7 +137,7 @@ class CycleWorkflow:
                 )
                 await workflow.sleep(page.saturated_wait)
             else:
-                started_now = await start_page(page, sweep, reconcile=not input.released)
+                started_now = len(await start_page(page, sweep, reconcile=not input.released))
                 started += started_now
                 unbegun += started_page(page, cursor, started_now)
                 self._progress.detail = f"{sweep.pending} pending, {sweep.started} started"

@@ -106,12 +106,16 @@ class FeedWorkflow:
             return 0
         started = await start_page(page, state.handoffs, by="feed")
         if started and page.found_at is not None:
-            ids = [p.prospect_id for p in page.items]
+            ids = sorted(p.prospect_id for p in started)
             page_started = StartedPage(
-                after_id=min(ids) - 1, through_id=max(ids), started=started, since=page.found_at
+                after_id=ids[0] - 1,
+                through_id=ids[-1],
+                started=len(started),
+                since=page.found_at,
+                prospect_ids=ids,
             )
             state.unbegun.append(page_started)
-        return started
+        return len(started)
 
     async def _wait(self, how_long: timedelta) -> None:
         self._nudged = False

@@ -26,9 +26,9 @@ Finder = Literal["feed", "sweep"]
 
 async def start_page(
     page: PendingPage, summary: HandoffSweepSummary, by: Finder = "sweep", reconcile: bool = True
-) -> int:
-    """Start a handoff per pending prospect of the page; returns how many were started. A
-    sweep that ``reconcile``s counts what it starts that the feed had passed."""
+) -> list[PendingHandoff]:
+    """Start a handoff per pending prospect of the page; returns those started. A sweep
+    that ``reconcile``s counts what it starts that the feed had passed."""
     summary.pages += 1
     summary.pending += len(page.items)
     runnable = [p for p in page.items if p.id not in page.deferred]
@@ -44,7 +44,7 @@ async def start_page(
     _count_started(len(started), by)
     if by == "sweep" and reconcile:
         summary.caught_by_sweep += _count_caught(page, started)
-    return len(started)
+    return started
 
 
 def _count_caught(page: PendingPage, started: list[PendingHandoff]) -> int:
