@@ -48,7 +48,7 @@ def scheduled_cycles(settings: Settings) -> list[ScheduledCycle]:
     crons, reports = settings.schedules, settings.reports
     return [
         ScheduledCycle(HEALTH_CHECK_SCHEDULE_ID, CycleMode.MONITOR, crons.health_check),
-        # the safety net behind the immediate chains: catches new and missed prospects
+        # reconciliation behind the change feed: catches what it missed (counted as caught)
         ScheduledCycle(HANDOFFS_SCHEDULE_ID, CycleMode.HANDOFFS, crons.handoffs),
         ScheduledCycle(CONFLICTS_SCHEDULE_ID, CycleMode.RESOLVE, crons.conflicts),
         ScheduledCycle(VALIDATION_SCHEDULE_ID, CycleMode.VALIDATE, crons.validation),
