@@ -90,16 +90,19 @@ def dev(
     speed: SpeedOption = None,
 ) -> None:
     """Start everything locally: Temporal dev server + Web UI, SQLite, worker and API."""
+    from orchestrator.child_process import DirectoryInUse
     from orchestrator.dev import DevOptions, run_dev
     from orchestrator.devserver import BinaryNotFound, PortInUse
+    from orchestrator.services import run_then_leave
 
     settings = _settings()
-    tune_worker_memory(settings.worker.malloc_arenas)  # the worker runs in this process
+    # the worker runs in this process; a laptop's stack is not the long-lived worker
+    tune_worker_memory(settings.worker.malloc_arenas, long_lived=False)
     plan = _scenario(scenario, fail, speed) if simulate else None
     options = DevOptions(state_dir, temporal_port, ui_port, api_port or settings.api_port, plan)
     try:
-        _run(run_dev(settings, options, console))
-    except (BinaryNotFound, PortInUse) as exc:
+        run_then_leave(run_dev(settings, options, console))
+    except (BinaryNotFound, PortInUse, DirectoryInUse) as exc:
         raise _fail(str(exc)) from exc
 
 

@@ -1,17 +1,24 @@
 """``orchestrator dev``: the whole stack on a laptop, in one process, with one Ctrl-C to stop.
 
 Starts the Temporal dev server (Web UI included) from the installed binary, migrates the
-SQLite database, then runs the worker and the API until interrupted. The dev server is always
-stopped on the way out, whatever went wrong.
+SQLite database, then runs the worker and the API until interrupted. SIGINT, SIGTERM and SIGHUP
+stop the parts in order (simulated agents, worker, API, dev server), each within a bound; a
+second signal kills the dev server and exits at once. The dev server is always stopped on the
+way out, whatever went wrong, and dies with this process if it is killed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
 from api.app import create_app
 from api.auth import hash_key, new_key
@@ -21,8 +28,10 @@ from orchestrator.devserver import DevServer
 from orchestrator.schedules import HEALTH_CHECK_SCHEDULE_ID
 from orchestrator.sdk_metrics import install_sdk_metrics
 from orchestrator.services import (
+    ApiServer,
+    Service,
     api_server,
-    run_until_first_ends,
+    run_stopping_in_order,
     serve_api_until,
     stop_on_signals,
 )
@@ -43,7 +52,17 @@ class DevOptions:
     """Run the simulated agents with this scenario (``--simulate``)."""
 
 
+log = logging.getLogger(__name__)
+
 DEV_KEY_FILE = "dev-api-key"
+STOP_GRACE = {"simulated agents": 2.0, "worker": 4.0, "API": 1.0}
+"""Seconds each part may take to stop before it is cancelled (typically: 0.6, 1.5 to 3, and
+0.2; the Temporal worker waits for its workflow tasks in flight)."""
+SERVICES_STOP_WITHIN = 6.0
+DISPOSE_WITHIN = 1.0
+SERVER_STOP_GRACE = 2.0
+"""The dev server's SIGTERM takes about 1.3 s; then SIGKILL, which its database survives.
+A stop takes about five seconds; with these bounds, ten at most if every part overstays."""
 
 
 def dev_key(state_dir: Path) -> tuple[str, bool]:
@@ -83,8 +102,8 @@ def dev_settings(settings: Settings, options: DevOptions, server: DevServer, key
 
 async def run_dev(settings: Settings, options: DevOptions, console: Console) -> None:
     stop = asyncio.Event()
-    stop_on_signals(stop)
     server = DevServer(options.state_dir, port=options.temporal_port, ui_port=options.ui_port)
+    stop_on_signals(stop, at_once=server.kill)
     console.print(f"starting Temporal dev server on {server.address} ...")
     await server.start()
     key, made = dev_key(options.state_dir)
@@ -102,8 +121,11 @@ async def run_dev(settings: Settings, options: DevOptions, console: Console) -> 
             local = local.model_copy(update={"agents": simulated_expectations(options.scenario)})
         await _run_stack(local, options, server, stop, console)
     finally:
-        await server.stop()
-        console.print("stopped.")
+        began = time.monotonic()
+        await server.stop(SERVER_STOP_GRACE)
+        log.debug("Temporal dev server stopped in %.2f s", time.monotonic() - began)
+        with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+            console.print("stopped.")
 
 
 async def _run_stack(
@@ -124,19 +146,46 @@ async def _run_stack(
         await prepare_namespace(client, settings)
         # a first cycle now, rather than at the next quarter hour; it waits for the worker
         await client.get_schedule_handle(HEALTH_CHECK_SCHEDULE_ID).trigger()
-        worker = run_worker(client, sessions, settings, stop, prepare=False)
         _print_urls(console, settings, server, options)
-        services = [serve_api_until(api, stop), worker]
+        services = _services(client, sessions, settings, options, api)
         if options.scenario is not None:
-            services.append(
-                run_simulation(
-                    client, sessions, options.scenario, settings.temporal.task_queue, stop
-                )
-            )
             console.print("simulated agents: prospector, hygiene, researcher, outreach")
-        await run_until_first_ends(*services, stop=stop)
+        await run_stopping_in_order(services, stop, SERVICES_STOP_WITHIN)
     finally:
-        await engine.dispose()
+        # connections still out belong to cancelled work: closing them must not hold us up
+        began = time.monotonic()
+        await asyncio.wait([asyncio.ensure_future(engine.dispose())], timeout=DISPOSE_WITHIN)
+        log.debug("database connections closed in %.2f s", time.monotonic() - began)
+
+
+def _services(
+    client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    options: DevOptions,
+    api: ApiServer,
+) -> list[Service]:
+    """The stack's parts in the order they stop: what makes work, what does it, what
+    shows it."""
+    services: list[Service] = []
+    if (scenario := options.scenario) is not None:
+        queue = settings.temporal.task_queue
+        services.append(
+            Service(
+                "simulated agents",
+                lambda stop: run_simulation(client, sessions, scenario, queue, stop),
+                STOP_GRACE["simulated agents"],
+            )
+        )
+    services.append(
+        Service(
+            "worker",
+            lambda stop: run_worker(client, sessions, settings, stop, prepare=False),
+            STOP_GRACE["worker"],
+        )
+    )
+    services.append(Service("API", lambda stop: serve_api_until(api, stop), STOP_GRACE["API"]))
+    return services
 
 
 def _print_urls(

@@ -3,6 +3,10 @@
 They are the only code in the project that changes prospect data. Each writes a
 ``status_change`` activity ({"from", "to"}) for every move, its own activities (score_change,
 research_completed, email_sent, email_received), and its run history through the SDK.
+
+Each write is one short session, opened after the agent's simulated latency and never held
+across it: on SQLite every transaction holds the database's write lock from its first
+statement (``db.engine``), so a session kept open while "working" would stall everyone else.
 """
 
 from __future__ import annotations
