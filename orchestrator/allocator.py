@@ -81,24 +81,30 @@ def limit_malloc_arenas(arenas: int) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     limited = bool(mallopt(M_ARENA_MAX, arenas))
-    log.info(
+    log.debug(
         "malloc arenas: at most %d%s", arenas, "" if limited else " (refused by the C library)"
     )
     return limited
 
 
-def tune_worker_memory(arenas: int) -> None:
+def tune_worker_memory(arenas: int, *, long_lived: bool = True) -> None:
     """Tune glibc where it is the allocator, and say how the worker allocates: that was chosen
-    before the interpreter started, so all a running worker can do is tell."""
+    before the interpreter started, so all a running worker can do is tell.
+
+    Details are DEBUG lines. The one thing to act on, a long-lived worker not run as the
+    image runs it, is an INFO line for ``orchestrator worker``; ``orchestrator dev``
+    (``long_lived=False``) keeps it at DEBUG, since someone trying the product on a laptop
+    has nothing to do about it."""
     jemalloc = jemalloc_loaded()
     if not jemalloc:
         limit_malloc_arenas(arenas)
     python = os.environ.get("PYTHONMALLOC") or "pymalloc"
     through_malloc = python.startswith("malloc")
     if jemalloc and through_malloc:
-        log.info("memory: Python objects through malloc, which is jemalloc (as in the image)")
+        log.debug("memory: Python objects through malloc, which is jemalloc (as in the image)")
         return
-    log.info(
+    log.log(
+        logging.INFO if long_lived else logging.DEBUG,
         "memory: Python objects from %s, malloc is %s; a long-lived worker should run as the "
         "image does (README, Worker memory), or a burst of handoffs stays resident",
         python,

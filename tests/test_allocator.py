@@ -184,10 +184,22 @@ def test_the_worker_says_how_it_allocates(
     assert "should run as the image does" in caplog.text
 
 
+def test_the_dev_stack_keeps_allocator_details_at_debug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    caplog.set_level(logging.DEBUG, logger="orchestrator.allocator")
+    tune_worker_memory(2, long_lived=False)
+    assert {r.levelname for r in caplog.records} == {"DEBUG"}, caplog.text
+    assert "malloc arenas: at most 2" in caplog.text
+    assert "Python objects from pymalloc" in caplog.text
+
+
 @pytest.mark.skipif(not JEMALLOC, reason="needs Debian's libjemalloc2 (CI installs it)")
 def test_a_worker_run_as_the_image_says_so() -> None:
     script = (
-        "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
+        "import logging, sys; logging.basicConfig(level=logging.DEBUG, stream=sys.stdout); "
         "from orchestrator.allocator import tune_worker_memory; tune_worker_memory(2)"
     )
     env = os.environ | IMAGE_ENVIRONMENT
