@@ -19,7 +19,16 @@ runs and no warm-up; peak memory from one more run under ``tracemalloc``):
    burst leaves behind (after it against before) is a figure of its own, and the worker's CPU
    time per 1,000 handoffs is in the detail. ``--worker-malloc`` picks how the worker
    allocates: as the Docker image (Python objects through ``malloc``, jemalloc preloaded;
-   the default), every Python object through glibc's ``malloc``, or Python's defaults.
+   the default), every Python object through glibc's ``malloc``, or Python's defaults;
+7. commit to the first agent's call through the change feed (``bench.feed_bench``), prospects
+   written one per commit by a plain writer at ``--feed-rate`` a second, idle and under a
+   background load of half figure 8's rate, against the sweep path (feed stopped, the handoffs
+   schedule every ``--sweep-period`` seconds) in the same run; goal p50 < 1 s, p99 < 2 s;
+8. handoff throughput through the feed, ``--handoffs`` prospects in one commit, against the
+   ceiling; goal ≥ 0.6 of it.
+
+Figures 7 and 8 run on the largest size's database, the loaded table still in place (its
+pending prospects get finished ledger rows first), right after that size's figures.
 
 Every size is also a correctness oracle: ours and the baseline must agree on the counts, error
 rates, averages and pending sets (``bench.db_bench``; what differs by design is not compared).
@@ -27,11 +36,13 @@ The exit status is 1 when they disagree, never because of a timing.
 
 Sizes (each size N loads N prospects and N agent runs into a fresh database):
 
-- ``--quick``: 500 and 2,000; 500 pending at 2,000; 200 handoffs; no sweep; under 2 minutes.
-- default: 10,000 and 100,000; 1,000 handoffs; a sweep of 10,000; about 16 minutes on
-  PostgreSQL (2 cores).
+- ``--quick``: 500 and 2,000; 500 pending at 2,000; 200 handoffs; no sweep; the feed's 40
+  commits a condition and a sweep every 10 s; about 4 minutes.
+- default: 10,000 and 100,000; 1,000 handoffs; a sweep of 10,000; the feed's 120 commits a
+  condition and a sweep every 30 s; about 22 minutes on PostgreSQL (2 cores).
 - ``--full``: 10,000, 100,000 and 1,000,000 (100,000 pending); 5,000 handoffs; a sweep of
-  100,000 (over an hour by itself at about 27 handoffs a second). Loading the
+  100,000 (over an hour by itself at about 27 handoffs a second); the feed's 300 commits a
+  condition on the million. Loading the
   million (about 8M rows) takes several minutes, the baseline's report and health check at a
   million take minutes each; plan on an hour or more.
 - ``--sizes 10000,50000`` for any list.
@@ -69,13 +80,23 @@ from db.migrate import upgrade
 from db.models import AgentRun, Base, Prospect
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
-QUICK = {"sizes": [500, 2000], "pending_share": 0.25, "handoffs": 200, "chains": 50, "sweep": 0}
+QUICK = {
+    "sizes": [500, 2000],
+    "pending_share": 0.25,
+    "handoffs": 200,
+    "chains": 50,
+    "sweep": 0,
+    "feed_commits": 40,
+    "sweep_period": 10.0,
+}
 MEDIUM = {
     "sizes": [10_000, 100_000],
     "pending_share": 0.1,
     "handoffs": 1000,
     "chains": 100,
     "sweep": 10_000,
+    "feed_commits": 120,
+    "sweep_period": 30.0,
 }
 FULL = {
     "sizes": [10_000, 100_000, 1_000_000],
@@ -83,6 +104,8 @@ FULL = {
     "handoffs": 5000,
     "chains": 500,
     "sweep": 100_000,
+    "feed_commits": 300,
+    "sweep_period": 30.0,
 }
 
 
@@ -118,7 +141,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("ORCH_DATABASE_URL"),
         help="an EMPTY database to use instead of a throwaway one (default: ORCH_DATABASE_URL)",
     )
-    parser.add_argument("--no-temporal", action="store_true", help="skip figures 4 to 6")
+    parser.add_argument(
+        "--feed-commits", type=int, help="prospects per condition of figure 7 (one per commit)"
+    )
+    parser.add_argument("--feed-rate", type=float, default=4.0, help="figure 7's commits a second")
+    parser.add_argument(
+        "--sweep-period", type=float, help="seconds between sweeps on figure 7's sweep path"
+    )
+    parser.add_argument("--no-temporal", action="store_true", help="skip figures 4 to 8")
+    parser.add_argument("--no-feed", action="store_true", help="skip figures 7 and 8")
     parser.add_argument("--out", type=Path, default=RESULTS)
     opts = parser.parse_args(argv)
     preset = QUICK if opts.quick else FULL if opts.full else MEDIUM
@@ -126,7 +157,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         opts.sizes = [int(s.replace("_", "")) for s in opts.sizes.split(",")]
     else:
         opts.sizes = preset["sizes"]
-    for key in ("pending_share", "handoffs", "chains", "sweep"):
+    for key in ("pending_share", "handoffs", "chains", "sweep", "feed_commits", "sweep_period"):
         if getattr(opts, key) is None:
             setattr(opts, key, preset[key])
     if opts.quick:
@@ -241,6 +272,8 @@ async def run_benchmarks(
     began = time.perf_counter()
     figures: list[Figure] = []
     checks: list[Check] = []
+    feed: tuple[list[Figure], list[Check]] = ([], [])
+    feed_size = None if opts.no_temporal or opts.no_feed else max(opts.sizes)
     target = open_target(opts, cluster)
     say(f"database: {target.description}")
     try:
@@ -264,6 +297,8 @@ async def run_benchmarks(
                 got, agreed = await bench.run(shape.prospects, shape.runs, shape.pending)
                 figures += got
                 checks += [Check(f"[{size:,}] {c.name}", c.ok, c.detail) for c in agreed]
+                if size == feed_size and not feed[0]:
+                    feed = await _feed(opts, url, say)
             finally:
                 await engine.dispose()
                 await target.release(url)
@@ -294,6 +329,8 @@ async def run_benchmarks(
                 await engine.dispose()
                 await target.release(url)
                 shutil.rmtree(state, ignore_errors=True)
+        figures += feed[0]
+        checks += feed[1]
     finally:
         await target.close()
     document = {
@@ -318,6 +355,27 @@ async def run_benchmarks(
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     opts.out.write_text(json.dumps(document, indent=2, default=str))
     return document
+
+
+async def _feed(
+    opts: argparse.Namespace, url: str, say: Callable[[str], None]
+) -> tuple[list[Figure], list[Check]]:
+    """Figures 7 and 8 on this size's database, its loaded table still there."""
+    from bench.feed_bench import FeedPlan, run_feed
+
+    plan = FeedPlan(
+        handoffs=opts.handoffs,
+        commits=opts.feed_commits,
+        rate=opts.feed_rate,
+        sweep_period=opts.sweep_period,
+    )
+    engine = create_engine(url, pool_size=20, max_overflow=20)
+    state = Path(tempfile.mkdtemp(prefix="orch-bench-feed-"))
+    try:
+        return await run_feed(url, create_sessionmaker(engine), plan, state, say)
+    finally:
+        await engine.dispose()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def _memory_growth(figures: list[Figure], sizes: Sequence[int]) -> list[Figure]:
