@@ -36,8 +36,8 @@ from orchestrator.settings import Settings
 from orchestrator.tracing import instrument_http
 from workflows.cycle import CycleWorkflow
 from workflows.feed import FeedWorkflow
-from workflows.feed_starts import ensure_feed
 from workflows.handoff import HandoffWorkflow
+from workflows.starters import ensure_feed
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,8 @@ def build_activities(
         http,
     )  # fmt: skip
     conflicts = ConflictActivities(
-        sessionmaker, client, settings.conflicts,
-        task_queue=settings.temporal.task_queue,
-        policy=sweep.policy(settings.agent_endpoints),
-    )  # fmt: skip
+        sessionmaker, client, settings.conflicts, policy=sweep.policy(settings.agent_endpoints)
+    )
     return [
         health.compute_agent_health,
         findings.record_health_findings,
@@ -102,6 +100,7 @@ def build_activities(
         validation.validate_range,
         validation.close_validation,
         conflicts.resolve_conflicts,
+        conflicts.record_restarts,
         upkeep.after_cycle,
     ]
 

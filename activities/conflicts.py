@@ -25,17 +25,23 @@ from sqlalchemy import String, cast, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from activities.handoff_queries import pending_from_row
 from db.models import AgentRun, Handoff, OrchestratorAction, RecordLock
-from orchestrator.handoff_starts import start_handoff
 from pipeline.conflicts import ConflictRules
-from pipeline.handoffs import HandoffPolicy, HandoffStatus, handoff_workflow_id
+from pipeline.handoffs import HandoffPolicy, HandoffStatus, PendingHandoff, handoff_workflow_id
 
 
 class ResolveInput(BaseModel):
     as_of: datetime
+
+
+class RecordRestartsInput(BaseModel):
+    as_of: datetime
+    restarted: list[PendingHandoff] = []
+    refused: list[PendingHandoff] = []
+    """Another handoff of the prospect was running: nothing restarted."""
 
 
 class Conflict(BaseModel):
@@ -51,6 +57,10 @@ class ResolveSummary(BaseModel):
     resolved: int = 0
     by_kind: dict[str, int] = {}
     unresolved: list[Conflict] = []
+    restart: list[PendingHandoff] = []
+    """Open claims no workflow works on: the cycle starts their handoffs again (an activity
+    never starts a workflow), then ``record_restarts`` audits what it started."""
+    restart_policy: HandoffPolicy | None = None
 
     def count(self, kind: str, found: int, resolved: int) -> None:
         self.conflicts_found += found
@@ -174,54 +184,51 @@ class ConflictActivities:
         client: Client,
         rules: ConflictRules,
         *,
-        task_queue: str,
         policy: HandoffPolicy,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._client = client
         self._rules = rules
-        self._task_queue = task_queue
         self._policy = policy
 
     async def _orphaned_claims(
         self, session: AsyncSession, now: datetime, summary: ResolveSummary
     ) -> None:
-        """Open claims no workflow works on (its run was terminated or lost): run them again.
-        The claim allows a new run to take an open row over, so nothing is triggered twice."""
+        """Open claims no workflow works on (its run was terminated or lost), for the cycle
+        to run again. The claim allows a new run to take an open row over, so nothing is
+        triggered twice."""
         rows = await session.scalars(
             select(Handoff)
-            .where(Handoff.finished_at.is_(None),
-                   Handoff.updated_at < now - self._rules.contention_after)
+            .where(
+                Handoff.finished_at.is_(None),
+                Handoff.updated_at < now - self._rules.contention_after,
+            )
             .order_by(Handoff.updated_at)
             .limit(self._rules.batch)
-        )  # fmt: skip
+        )
         for row in list(rows):
             if await self._live_handoff(row.prospect_id) == row.id:
                 continue
             summary.count("orphaned_claim", 1, 0)
-            started = await self._restart(row)
-            if started:
-                summary.resolved += 1
-                session.add(_audit(
-                    "handoff_restarted", now, row.prospect_id, row.to_agent,
-                    found=f"open claim {row.id} with no workflow working on it",
+            summary.restart.append(pending_from_row(row))
+        summary.restart_policy = self._policy if summary.restart else None
+
+    @activity.defn(name="record_restarts")
+    async def record_restarts(self, input: RecordRestartsInput) -> None:
+        """Audit the handoffs the cycle started again."""
+        async with self._sessionmaker() as session:
+            for pending in input.restarted:
+                restarted = _audit(
+                    "handoff_restarted",
+                    input.as_of,
+                    pending.prospect_id,
+                    pending.to_agent,
+                    found=f"open claim {pending.id} with no workflow working on it",
                     done="started its handoff workflow again",
                     why="a claim nobody works on would block the prospect",
-                ))  # fmt: skip
-            else:
-                summary.unresolved.append(Conflict(
-                    kind="orphaned_claim", prospect_id=row.prospect_id,
-                    detail=f"{row.id} is open but another handoff of the prospect is running",
-                ))  # fmt: skip
-        await session.commit()
-
-    async def _restart(self, row: Handoff) -> bool:
-        try:
-            await start_handoff(self._client, row, policy=self._policy,
-                                task_queue=self._task_queue, why="restarted")  # fmt: skip
-        except WorkflowAlreadyStartedError:
-            return False
-        return True
+                )
+                session.add(restarted)
+            await session.commit()
 
     @activity.defn(name="resolve_conflicts")
     async def resolve_conflicts(self, input: ResolveInput) -> ResolveSummary:

@@ -21,6 +21,16 @@ CLOCK_MARGIN = timedelta(seconds=5)
 stamped by different processes."""
 
 
+def pending_from_row(row: Handoff) -> PendingHandoff:
+    """The state entry a ledger row hands off."""
+    return PendingHandoff(
+        prospect_id=row.prospect_id,
+        from_state=row.from_state,
+        state_entered_at=row.state_entered_at,
+        to_agent=row.to_agent,
+    )
+
+
 def has_contact_email() -> ColumnElement[bool]:
     """At least one contact with something that looks like an address."""
     return exists().where(Contact.prospect_id == Prospect.id, Contact.email.like(EMAIL_PATTERN))

@@ -15,7 +15,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.conflicts import ConflictActivities, ResolveInput
+    from activities.conflicts import (
+        Conflict,
+        ConflictActivities,
+        RecordRestartsInput,
+        ResolveInput,
+        ResolveSummary,
+    )
     from activities.findings import FindingsActivities, RecordHealthInput
     from activities.handoffs import FindPendingInput, HandoffActivities
     from activities.health import ComputeHealthInput, HealthActivities
@@ -26,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         ValidateRangeInput,
         ValidationActivities,
     )
+    from pipeline.handoffs import PendingHandoff
     from pipeline.metrics import CYCLE_DURATION
     from pipeline.modes import (
         FULL_ORDER,
@@ -33,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
         UnsupportedModeError,
         parse_mode,
     )
-    from workflows.sweep import start_page, started_page
+    from workflows.sweep import start_child, start_page, started_page
     from workflows.types import (
         CycleInput,
         CycleProgress,
@@ -50,6 +57,8 @@ DB_RETRY = RetryPolicy(
     maximum_attempts=8,
 )
 DB_TIMEOUT = timedelta(seconds=60)
+RESTARTS_IN_WORKFLOW = "resolve-restarts-in-workflow"
+"""Before it, the resolve activity started orphaned claims' handoffs itself."""
 T = TypeVar("T")
 
 
@@ -93,10 +102,7 @@ class CycleWorkflow:
         elif step is CycleMode.REPORT:
             summary.report = await self._report(input)
         elif step is CycleMode.RESOLVE:
-            summary.conflicts = await workflow.execute_activity_method(
-                ConflictActivities.resolve_conflicts, ResolveInput(as_of=workflow.now()),
-                start_to_close_timeout=timedelta(minutes=5), retry_policy=DB_RETRY,
-            )  # fmt: skip
+            summary.conflicts = await self._resolve()
         elif step is CycleMode.VALIDATE:
             summary.validation = await self._validate(input, summary)
 
@@ -152,6 +158,38 @@ class CycleWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 carried = {"carry": summary, "handoff_cursor": cursor, "handoff_unbegun": unbegun}
                 workflow.continue_as_new(input.model_copy(update=carried))
+
+    async def _resolve(self) -> ResolveSummary:
+        """Conflicts are resolved by an activity; the open claims nobody works on come back
+        to be started here (activities never start workflows), and are audited after."""
+        as_of = workflow.now()
+        resolved = await workflow.execute_activity_method(
+            ConflictActivities.resolve_conflicts,
+            ResolveInput(as_of=as_of),
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=DB_RETRY,
+        )
+        if not resolved.restart or not workflow.patched(RESTARTS_IN_WORKFLOW):
+            return resolved
+        assert resolved.restart_policy is not None
+        restarts = RecordRestartsInput(as_of=as_of)
+        for pending in resolved.restart:
+            outcome = await start_child(
+                pending, resolved.restart_policy, retry=True, why="restarted"
+            )
+            if outcome == "started":
+                restarts.restarted.append(pending)
+            else:
+                restarts.refused.append(pending)
+                resolved.unresolved.append(_not_restarted(pending))
+        resolved.resolved += len(restarts.restarted)
+        await workflow.execute_activity_method(
+            ConflictActivities.record_restarts,
+            restarts,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        return resolved
 
     async def _validate(self, input: CycleInput, summary: CycleSummary) -> ValidationSummary:
         """Range by range over prospect ids, all judged at one instant; continue as new when
@@ -240,6 +278,14 @@ class CycleWorkflow:
             circuits_opened=findings.circuits_opened,
             statuses={h.agent_name: h.status for h in snapshot.agents},
         )
+
+
+def _not_restarted(pending: PendingHandoff) -> Conflict:
+    return Conflict(
+        kind="orphaned_claim",
+        prospect_id=pending.prospect_id,
+        detail=f"{pending.id} is open but another handoff of the prospect is running",
+    )
 
 
 def _cause(err: ActivityError) -> str:

@@ -15,7 +15,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.handoffs import PendingPage
-    from pipeline.handoffs import PendingHandoff, StartedPage, handoff_workflow_id
+    from pipeline.handoffs import HandoffPolicy, PendingHandoff, StartedPage, handoff_workflow_id
     from pipeline.metrics import CAUGHT_BY_SWEEP, HANDOFFS_STARTED
     from workflows.handoff import HandoffInput, HandoffWorkflow
     from workflows.search_attributes import handoff_attributes
@@ -82,15 +82,23 @@ def started_page(page: PendingPage, after_id: int | None, started: int) -> list[
 
 
 async def _start(pending: PendingHandoff, page: PendingPage) -> str:
+    return await start_child(pending, page.policy)
+
+
+async def start_child(
+    pending: PendingHandoff, policy: HandoffPolicy, *, retry: bool = False, why: str = ""
+) -> str:
+    """Start ``pending``'s handoff as an abandoned child: ``started``, ``already_running``
+    (the prospect has one open: Temporal refuses a second) or ``failed``."""
+    summary = f"{pending.from_state} → {pending.to_agent}, prospect {pending.prospect_id}"
     try:
         await workflow.start_child_workflow(
             HandoffWorkflow.run,
-            HandoffInput(pending=pending, policy=page.policy),
+            HandoffInput(pending=pending, policy=policy, retry=retry),
             id=handoff_workflow_id(pending.prospect_id),
             parent_close_policy=ParentClosePolicy.ABANDON,
             search_attributes=handoff_attributes(pending.prospect_id, pending.to_agent),
-            static_summary=f"{pending.from_state} → {pending.to_agent}, "
-            f"prospect {pending.prospect_id}",
+            static_summary=f"{why}: {summary}" if why else summary,
         )
     except WorkflowAlreadyStartedError:
         return "already_running"
