@@ -233,13 +233,13 @@ def run_cycle(
     as_json: JsonFlag = False,
 ) -> None:
     """Start an orchestration cycle on the worker (through Temporal)."""
-    from orchestrator.runners import start_cycle
+    from orchestrator.runners import run_cycle as start_from_cli
 
     try:
         parse_mode(mode)
     except UnsupportedModeError as exc:
         raise _fail(str(exc), 2) from exc
-    workflow_id, summary = _run(start_cycle(_settings(), mode, wait))
+    workflow_id, summary = _run(start_from_cli(_settings(), mode, wait))
     if as_json:
         _print_json(
             {"workflow_id": workflow_id, "result": summary and summary.model_dump(mode="json")}

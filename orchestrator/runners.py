@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -25,8 +24,7 @@ from pipeline.reports import ReportKind, report_date_for
 from simulation.runner import run_simulation
 from simulation.scenario import Scenario
 from worker import report_config, run_worker
-from workflows.cycle import CycleWorkflow
-from workflows.search_attributes import cycle_attributes
+from workflows.starters import start_cycle
 from workflows.types import CycleInput, CycleSummary
 
 log = logging.getLogger(__name__)
@@ -65,19 +63,18 @@ async def make_report(settings: Settings, kind: ReportKind, day: date | None) ->
         await engine.dispose()
 
 
-async def start_cycle(
+async def run_cycle(
     settings: Settings, mode: str, wait: bool, client: Client | None = None
 ) -> tuple[str, CycleSummary | None]:
     client = client or await connect(settings.temporal)
-    workflow_id = f"cycle-{mode}-cli-{uuid.uuid4().hex[:12]}"
-    handle = await client.start_workflow(
-        CycleWorkflow.run,
+    handle = await start_cycle(
+        client,
+        settings.temporal.task_queue,
         CycleInput(mode=mode),
-        id=workflow_id,
-        task_queue=settings.temporal.task_queue,
-        search_attributes=cycle_attributes(mode),
-        static_summary=f"{mode} cycle, started from the command line",
+        started_by="cli",
+        summary=f"{mode} cycle, started from the command line",
     )
+    workflow_id = handle.id
     return workflow_id, (await handle.result() if wait else None)
 
 

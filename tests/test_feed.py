@@ -26,7 +26,7 @@ from tests.handoff_support import (
     with_handoffs,
 )
 from workflows.feed import FeedWorkflow
-from workflows.feed_starts import ensure_feed, nudge_feed
+from workflows.starters import ensure_feed, nudge_feed
 from workflows.types import FeedState
 
 QUICK = FeedSettings(

@@ -50,7 +50,7 @@ from simulation.scenario import (
 )
 from tests.handoff_support import wait_until, with_handoffs
 from worker import build_worker
-from workflows.feed_starts import ensure_feed
+from workflows.starters import ensure_feed
 
 Sessions = async_sessionmaker[AsyncSession]
 

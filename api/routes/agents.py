@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -20,8 +19,7 @@ from api.temporal import TemporalUnavailable
 from db.models import AgentControl
 from orchestrator.settings import Settings
 from pipeline.health import AgentHealth
-from workflows.cycle import CycleWorkflow
-from workflows.search_attributes import cycle_attributes
+from workflows.starters import start_cycle
 from workflows.types import CycleInput
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"], responses=errors(401))
@@ -121,13 +119,14 @@ async def resume_agent(
     await session.commit()
     try:
         client = await temporal.client()
-        workflow_id = f"cycle-handoffs-resume-{name}-{uuid.uuid4().hex[:8]}"
-        await client.start_workflow(
-            CycleWorkflow.run, CycleInput(mode="handoffs", released=True), id=workflow_id,
-            task_queue=settings.temporal.task_queue,
-            search_attributes=cycle_attributes("handoffs"),
-            static_summary=f"handoffs after {name} was resumed",
-        )  # fmt: skip
+        handle = await start_cycle(
+            client,
+            settings.temporal.task_queue,
+            CycleInput(mode="handoffs", released=True),
+            started_by=f"resume-{name}",
+            summary=f"handoffs after {name} was resumed",
+        )
+        workflow_id = handle.id
         detail = f"deferred handoffs start now ({workflow_id})"
     except (TemporalUnavailable, RPCError) as exc:
         detail = f"resumed; deferred handoffs start at the next scheduled sweep ({exc})"

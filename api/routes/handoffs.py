@@ -14,13 +14,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.controls import blocked_agents
-from activities.handoff_queries import pending_for_prospect, why_no_handoff
+from activities.handoff_queries import pending_for_prospect, pending_from_row, why_no_handoff
 from api.auth import authorize
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
-from api.routes.orchestrator import workflow_url
 from api.schemas import MAX_ID, NO_NUL, errors
 from db.models import Handoff
-from orchestrator.handoff_starts import start_handoff, start_pending
 from orchestrator.signing import SIGNATURE_HEADER, verify
 from pipeline.contract import AgentResult
 from pipeline.handoffs import (
@@ -31,6 +29,7 @@ from pipeline.handoffs import (
     handoff_workflow_id,
 )
 from workflows.handoff import CompleteInput, HandoffWorkflow
+from workflows.starters import start_handoff, web_ui_url
 
 router = APIRouter(prefix="/api/v1", tags=["handoffs"], responses=errors(401, 422))
 callbacks = APIRouter(prefix="/api/v1", tags=["handoffs"], responses=errors(401, 422))
@@ -130,7 +129,7 @@ async def prospect_handoff(
         raise HTTPException(404, detail=f"prospect {prospect_id} has never been handed off")
     return ProspectHandoffs(
         prospect_id=prospect_id, live=live, workflow_id=workflow_id,
-        web_ui_url=workflow_url(settings, workflow_id), history=[_out(r) for r in rows],
+        web_ui_url=web_ui_url(settings.temporal, workflow_id), history=[_out(r) for r in rows],
     )  # fmt: skip
 
 
@@ -170,7 +169,7 @@ async def hand_off_prospect(
     client = await temporal_client(temporal)
     policy = settings.handoffs.policy(settings.agent_endpoints)
     try:
-        workflow_id = await start_pending(
+        workflow_id = await start_handoff(
             client,
             pending,
             policy=policy,
@@ -188,7 +187,7 @@ async def hand_off_prospect(
         from_state=pending.from_state,
         to_agent=pending.to_agent,
         workflow_id=workflow_id,
-        web_ui_url=workflow_url(settings, workflow_id),
+        web_ui_url=web_ui_url(settings.temporal, workflow_id),
     )
 
 
@@ -220,8 +219,14 @@ async def retry_handoff(
                             f"open ({live.handoff_id}); retry after it ends")  # fmt: skip
     policy = settings.handoffs.policy(settings.agent_endpoints)
     try:
-        await start_handoff(client, row, policy=policy,
-                            task_queue=settings.temporal.task_queue, why="retry")  # fmt: skip
+        await start_handoff(
+            client,
+            pending_from_row(row),
+            policy=policy,
+            task_queue=settings.temporal.task_queue,
+            why="retry",
+            retry=True,
+        )
     except WorkflowAlreadyStartedError as exc:
         raise HTTPException(409, detail=f"a handoff of prospect {row.prospect_id} started "
                             "meanwhile; nothing to retry") from exc  # fmt: skip

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
@@ -15,12 +13,10 @@ from activities.health import compute_agent_health
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.feed import read_feed
 from api.schemas import HealthResponse, RunResponse, errors
-from orchestrator.settings import Settings
 from pipeline.handoffs import feed_workflow_id
 from pipeline.health import overall_status
 from pipeline.modes import UnsupportedModeError, parse_mode
-from workflows.cycle import CycleWorkflow
-from workflows.search_attributes import cycle_attributes
+from workflows.starters import start_cycle, web_ui_url
 from workflows.types import CycleInput, FeedState
 
 router = APIRouter(prefix="/api/v1/orchestrator", tags=["orchestrator"], responses=errors(401))
@@ -54,20 +50,19 @@ async def run_cycle(
     except UnsupportedModeError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     client = await temporal_client(temporal)
-    workflow_id = f"cycle-{cycle_mode.value}-manual-{uuid.uuid4().hex[:12]}"
-    handle = await client.start_workflow(
-        CycleWorkflow.run,
+    handle = await start_cycle(
+        client,
+        settings.temporal.task_queue,
         CycleInput(mode=cycle_mode.value),
-        id=workflow_id,
-        task_queue=settings.temporal.task_queue,
-        search_attributes=cycle_attributes(cycle_mode.value),
-        static_summary=f"{cycle_mode.value} cycle, started through the API",
+        started_by="manual",
+        summary=f"{cycle_mode.value} cycle, started through the API",
     )
+    workflow_id = handle.id
     response = RunResponse(
         workflow_id=workflow_id,
         run_id=handle.result_run_id,
         mode=cycle_mode.value,
-        web_ui_url=workflow_url(settings, workflow_id),
+        web_ui_url=web_ui_url(settings.temporal, workflow_id),
     )
     if wait:
         try:
@@ -102,12 +97,6 @@ async def get_feed(*, settings: SettingsDep, temporal: TemporalDep) -> FeedOut:
     return FeedOut(
         running=state is not None,
         workflow_id=workflow_id,
-        web_ui_url=workflow_url(settings, workflow_id),
+        web_ui_url=web_ui_url(settings.temporal, workflow_id),
         state=state,
     )
-
-
-def workflow_url(settings: Settings, workflow_id: str) -> str:
-    base = settings.temporal.web_ui_url.rstrip("/")
-    namespace = quote(settings.temporal.namespace)
-    return f"{base}/namespaces/{namespace}/workflows/{quote(workflow_id)}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
@@ -16,13 +15,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
-from api.routes.orchestrator import workflow_url
 from api.schemas import ErrorResponse
 from db.models import Activity, Event, Handoff, Prospect
 from orchestrator.settings import Settings
 from pipeline.reports import STATUS_CHANGE_TARGET_KEY, FunnelStep, funnel_entries, funnel_steps
 from pipeline.states import TERMINAL_STATES, TRANSITIONS
 from workflows.search_attributes import CYCLE_MODE
+from workflows.starters import web_ui_url
 
 ERRORS = {401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
 router = APIRouter(prefix="/api/v1/orchestrator", tags=["pipeline"], responses=ERRORS)
@@ -106,12 +105,10 @@ async def _handoff_counts(session: AsyncSession) -> dict[str, int]:
 
 
 def temporal_links(settings: Settings) -> TemporalLinks:
-    base = settings.temporal.web_ui_url.rstrip("/")
-    namespace = settings.temporal.namespace
     return TemporalLinks(
-        web_ui_url=base,
-        namespace=namespace,
-        workflows_url=f"{base}/namespaces/{quote(namespace, safe='')}/workflows",
+        web_ui_url=settings.temporal.web_ui_url.rstrip("/"),
+        namespace=settings.temporal.namespace,
+        workflows_url=web_ui_url(settings.temporal),
     )
 
 
@@ -164,7 +161,7 @@ async def list_cycles(
                 status=status,
                 started_at=execution.start_time,
                 closed_at=execution.close_time,
-                web_ui_url=workflow_url(settings, execution.id),
+                web_ui_url=web_ui_url(settings.temporal, execution.id),
             )
         )
     return cycles

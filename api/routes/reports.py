@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -20,8 +19,7 @@ from db.models import PipelineReport as ReportRow
 from orchestrator.settings import Settings
 from pipeline.report_markdown import to_markdown
 from pipeline.reports import report_date_for, report_window
-from workflows.cycle import CycleWorkflow
-from workflows.search_attributes import cycle_attributes
+from workflows.starters import start_cycle
 from workflows.types import CycleInput
 
 router = APIRouter(prefix="/api/v1/orchestrator", tags=["reports"], responses=errors(401, 422))
@@ -149,15 +147,14 @@ async def generate_report(
         raise HTTPException(422, detail=f"{report_date} is in the future; the latest report "
                             f"date now is {today.isoformat()}")  # fmt: skip
     client = await temporal_client(temporal)
-    workflow_id = f"cycle-report-{kind}-{report_date.isoformat()}-{uuid.uuid4().hex[:8]}"
-    handle = await client.start_workflow(
-        CycleWorkflow.run,
+    handle = await start_cycle(
+        client,
+        settings.temporal.task_queue,
         CycleInput(mode="report", report_kind=kind, report_date=report_date),
-        id=workflow_id,
-        task_queue=settings.temporal.task_queue,
-        search_attributes=cycle_attributes("report"),
-        static_summary=f"{kind} report for {report_date}, requested through the API",
+        started_by=f"{kind}-{report_date.isoformat()}",
+        summary=f"{kind} report for {report_date}, requested through the API",
     )
+    workflow_id = handle.id
     try:
         await asyncio.wait_for(handle.result(), wait_seconds)
     except TimeoutError as exc:
