@@ -143,6 +143,23 @@ async def ledger_rows(sm: async_sessionmaker[AsyncSession], lo: int, hi: int) ->
         return int(await session.scalar(query) or 0)
 
 
+async def ledger_times(sm: async_sessionmaker[AsyncSession], lo: int, hi: int) -> dict[int, float]:
+    """When each of the prospects ``lo..hi`` got its ledger row (its handoff began), as
+    ``time.time()`` seconds: where the feed's part of the latency ends and the handoff's
+    starts."""
+    async with sm() as session:
+        rows = await session.execute(
+            select(Handoff.prospect_id, Handoff.created_at).where(
+                Handoff.prospect_id.between(lo, hi)
+            )
+        )
+        return {pid: _aware(at).timestamp() for pid, at in rows.all()}
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # SQLite's are naive UTC
+
+
 async def wait_for(check: Callable[[], Awaitable[bool]], within: float, what: str) -> float:
     """Poll ``check`` until it holds; the moment it did (``perf_counter``)."""
     deadline = time.perf_counter() + within
