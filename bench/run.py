@@ -37,9 +37,10 @@ The exit status is 1 when they disagree, never because of a timing.
 Sizes (each size N loads N prospects and N agent runs into a fresh database):
 
 - ``--quick``: 500 and 2,000; 500 pending at 2,000; 200 handoffs; no sweep; the feed's 40
-  commits a condition and a sweep every 10 s; about 4 minutes.
+  commits a condition and a sweep every 10 s; about 2.5 minutes.
 - default: 10,000 and 100,000; 1,000 handoffs; a sweep of 10,000; the feed's 120 commits a
-  condition and a sweep every 30 s; about 22 minutes on PostgreSQL (2 cores).
+  condition and a sweep every 30 s; about 22 minutes on PostgreSQL (2 cores; the feed's part
+  about 5 of them).
 - ``--full``: 10,000, 100,000 and 1,000,000 (100,000 pending); 5,000 handoffs; a sweep of
   100,000 (over an hour by itself at about 27 handoffs a second); the feed's 300 commits a
   condition on the million. Loading the
