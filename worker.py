@@ -19,16 +19,18 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.agent_http import HttpAgentActivities
-from activities.alerts import NotifyPolicy
 from activities.conflicts import ConflictActivities
 from activities.feed import FeedActivities, FeedRules
 from activities.findings import FindingsActivities
 from activities.handoffs import HandoffActivities
 from activities.health import HealthActivities
 from activities.notify import SinkConfig
-from activities.reports import ReportActivities, ReportConfig
-from activities.upkeep import UpkeepActivities, UpkeepRules
+from activities.reports import ReportActivities
+from activities.upkeep import UpkeepActivities
 from activities.validation import ValidationActivities
+from db.commands.alerts import NotifyPolicy
+from db.commands.reports import ReportConfig
+from db.commands.upkeep import UpkeepRules
 from orchestrator.allocator import trim_memory_every
 from orchestrator.schedules import apply_schedules
 from orchestrator.search_attributes import ensure_search_attributes

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.feed_queries import find_state_entries, handoffs_since
 from activities.handoffs import HandoffActivities, PendingPage, Room
+from db.queries.feed import find_state_entries, handoffs_since
 from pipeline.handoffs import PendingHandoff, StartedPage
 
 CHAIN_LIMIT = "chain_limit"

@@ -1,40 +1,21 @@
-"""Agent health from ``agent_runs``, in a constant number of set-based queries.
-
-Two queries whatever the number of runs: one aggregate over the window for every agent, and
-one union of index seeks for each agent's latest success, latest failure and first run. The
-spec loads every run of the last 24 hours into Python and counts there; at a million runs a
-day that is the difference between milliseconds and minutes.
-
-The window aggregate reads the hours already rolled up from ``agent_run_hours`` and only the
-rest from ``agent_runs`` (activities/health_window.py); the scheduled check refreshes the
-rollup first (activities/health_rollup.py). ``rollup=False`` aggregates every run, as
-before: the oracle the tests compare with.
-"""
+"""The health check: the rollup brought up to date, then every agent's health
+(``db.queries.health``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
-from sqlalchemy import Select, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.health_rollup import RollupPolicy, refresh_rollup
-from activities.health_window import Totals, window_totals
-from db.models import AgentRun
-from db.types import seconds_between
+from db.commands.health_rollup import RollupPolicy, refresh_rollup
+from db.queries.health import compute_agent_health
 from orchestrator.settings import HealthSettings
 from pipeline.health import (
     AgentHealth,
-    HealthMetrics,
-    HealthThresholds,
-    determine_status,
 )
-
-COMPLETED, FAILED = "completed", "failed"
 
 
 class ComputeHealthInput(BaseModel):
@@ -45,195 +26,6 @@ class ComputeHealthInput(BaseModel):
 class HealthSnapshot(BaseModel):
     as_of: datetime
     agents: list[AgentHealth]
-
-
-class _WindowStats(BaseModel):
-    runs: int = 0
-    errors: int = 0
-    successes: int = 0
-    avg_records: float = 0.0
-    avg_duration: float = 0.0
-
-
-class _Milestones(BaseModel):
-    last_success_started: datetime | None = None
-    last_success_completed: datetime | None = None
-    last_failure_at: datetime | None = None
-    last_error: str | None = None
-    first_run_at: datetime | None = None
-
-
-async def compute_agent_health(
-    session: AsyncSession,
-    expected: Mapping[str, int],
-    thresholds: HealthThresholds,
-    as_of: datetime,
-    *,
-    rollup: bool = True,
-) -> list[AgentHealth]:
-    """Health of every configured agent at ``as_of``, in the configured order. The rollup
-    is read as it is (never refreshed here: API reads stay read-only)."""
-    names = list(expected)
-    window_stats = _window_stats if rollup else _raw_window_stats
-    stats = await window_stats(session, names, as_of - thresholds.window, as_of)
-    milestones = await _milestones(session, names, as_of)
-    return [
-        _agent_health(
-            name,
-            stats.get(name, _WindowStats()),
-            milestones.get(name, _Milestones()),
-            expected[name],
-            thresholds,
-            as_of,
-        )
-        for name in names
-    ]
-
-
-async def _window_stats(
-    session: AsyncSession, names: Sequence[str], start: datetime, end: datetime
-) -> dict[str, _WindowStats]:
-    """Runs started in [start, end], per agent: rollup rows where sealed, runs elsewhere."""
-    totals = await window_totals(session, names, start, end)
-    return {name: _stats_of(t) for name, t in totals.items()}
-
-
-def _stats_of(t: Totals) -> _WindowStats:
-    return _WindowStats(
-        runs=t.runs,
-        errors=t.errors,
-        successes=t.successes,
-        avg_records=t.records_sum / t.records_n if t.records_n else 0.0,
-        avg_duration=t.duration_sum / t.duration_n if t.duration_n else 0.0,
-    )
-
-
-async def _raw_window_stats(
-    session: AsyncSession, names: Sequence[str], start: datetime, end: datetime
-) -> dict[str, _WindowStats]:
-    """Every run of the window aggregated from ``agent_runs``: what the rollup must equal."""
-    completed = AgentRun.status == COMPLETED
-    records = func.coalesce(AgentRun.records_processed, 0)
-    query = (
-        select(
-            AgentRun.agent_name,
-            func.count(),
-            func.coalesce(func.sum(case((AgentRun.status == FAILED, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((completed, 1), else_=0)), 0),
-            # impossible values an agent may report (negative counts, ending before it
-            # started) are left out of the averages rather than bending them
-            func.avg(case((completed & (records >= 0), records))),
-            func.avg(
-                case(
-                    (
-                        completed & (AgentRun.completed_at >= AgentRun.started_at),
-                        seconds_between(AgentRun.started_at, AgentRun.completed_at),
-                    )
-                )
-            ),
-        )
-        .where(
-            AgentRun.agent_name.in_(names),
-            AgentRun.started_at >= start,
-            AgentRun.started_at <= end,
-        )
-        .group_by(AgentRun.agent_name)
-    )
-    rows = (await session.execute(query)).all()
-    return {
-        name: _WindowStats(
-            runs=runs,
-            errors=errors,
-            successes=successes,
-            avg_records=float(avg_records or 0),
-            avg_duration=float(avg_duration or 0),
-        )
-        for name, runs, errors, successes, avg_records, avg_duration in rows
-    }
-
-
-def _latest(kind: str, agent: str, as_of: datetime) -> Select[Any]:
-    """One index seek: the run of ``kind`` for ``agent`` that matters at ``as_of``."""
-    columns = (AgentRun.agent_name, AgentRun.started_at, AgentRun.completed_at, AgentRun.error)
-    query = select(*columns).where(AgentRun.agent_name == agent)
-    if kind == "first":
-        query = query.where(AgentRun.started_at <= as_of).order_by(AgentRun.started_at.asc())
-    else:
-        status = COMPLETED if kind == "success" else FAILED
-        query = query.where(
-            AgentRun.status == status,
-            AgentRun.completed_at.is_not(None),
-            AgentRun.completed_at <= as_of,
-        ).order_by(AgentRun.completed_at.desc())
-    inner = query.limit(1).subquery()
-    return select(literal(kind).label("kind"), *inner.c)
-
-
-async def _milestones(
-    session: AsyncSession, names: Sequence[str], as_of: datetime
-) -> dict[str, _Milestones]:
-    parts = [
-        _latest(kind, name, as_of) for name in names for kind in ("success", "failure", "first")
-    ]
-    result: dict[str, _Milestones] = {name: _Milestones() for name in names}
-    for kind, name, started, completed, error in (await session.execute(union_all(*parts))).all():
-        m = result[name]
-        if kind == "success":
-            m.last_success_started, m.last_success_completed = _utc(started), _utc(completed)
-        elif kind == "failure":
-            m.last_failure_at, m.last_error = _utc(completed), error
-        else:
-            m.first_run_at = _utc(started)
-    return result
-
-
-def _utc(value: datetime | str | None) -> datetime | None:
-    """Columns read through a UNION lose their type on SQLite and come back as text."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _agent_health(
-    name: str,
-    stats: _WindowStats,
-    ms: _Milestones,
-    expected: int,
-    thresholds: HealthThresholds,
-    as_of: datetime,
-) -> AgentHealth:
-    since = ms.last_success_completed or ms.first_run_at
-    metrics = HealthMetrics(
-        ever_ran=ms.first_run_at is not None,
-        runs_in_window=stats.runs,
-        errors_in_window=stats.errors,
-        successes_in_window=stats.successes,
-        avg_records_per_success=stats.avg_records,
-        expected_records_per_run=expected,
-        time_since_success=None if since is None else max(as_of - since, timedelta(0)),
-    )
-    verdict = determine_status(metrics, thresholds)
-    last_duration = 0.0
-    if ms.last_success_started and ms.last_success_completed:
-        last_duration = (ms.last_success_completed - ms.last_success_started).total_seconds()
-    return AgentHealth(
-        agent_name=name,
-        status=verdict.status,
-        reasons=verdict.reasons,
-        last_successful_run=ms.last_success_completed,
-        last_run_duration_seconds=last_duration,
-        avg_run_duration_seconds=stats.avg_duration,
-        runs_last_24h=stats.runs,
-        errors_last_24h=stats.errors,
-        error_rate=metrics.error_rate,
-        avg_records_per_run=stats.avg_records,
-        expected_records_per_run=expected,
-        last_failure_at=ms.last_failure_at,
-        last_error=ms.last_error,
-        checked_at=as_of,
-    )
 
 
 class HealthActivities:

@@ -17,14 +17,14 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.handoff_queries import find_pending_page
-from activities.health import compute_agent_health
-from activities.health_rollup import LATE_LAG, RefreshResult, RollupPolicy, refresh_rollup
-from activities.reports import build_daily_report
 from bench import baseline_spec as spec
 from bench.generate import EXPECTED, NOW
 from bench.results import Check, Figure, Goal, measure
+from db.commands.health_rollup import LATE_LAG, RefreshResult, RollupPolicy, refresh_rollup
+from db.commands.reports import build_daily_report
 from db.models import AgentRunHour
+from db.queries.handoffs import find_pending_page
+from db.queries.health import compute_agent_health
 from orchestrator.settings import HandoffSettings, HealthSettings
 from pipeline.reports import PipelineReport
 

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import String, case, cast, func, insert, literal, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from activities.handoff_queries import not_yet_handed_off, trigger_clause
 from db.models import Handoff, Prospect
+from db.queries.handoffs import not_yet_handed_off, trigger_clause
 from pipeline.handoffs import HandoffStatus
 from pipeline.triggers import HANDOFF_TRIGGERS
 

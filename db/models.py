@@ -331,7 +331,7 @@ class AgentRunHour(Base):
     """One agent's ``agent_runs`` of one settled hour, as the sums and counts the health
     window is made of (averages kept as sum and count so hours add up exactly): 24 of these
     rows stand for a day of runs. Written, invalidated and pruned by
-    activities/health_rollup.py; an hour without a row here is read from ``agent_runs``."""
+    db/commands/health_rollup.py; an hour without a row here is read from ``agent_runs``."""
 
     __tablename__ = "agent_run_hours"
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from temporalio.client import Client
 
-from activities.health import compute_agent_health
-from activities.reports import generate_report
 from api.app import create_app
+from db.commands.reports import generate_report
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import current_revision, upgrade
+from db.queries.health import compute_agent_health
 from orchestrator.schedules import apply_schedules
 from orchestrator.sdk_metrics import install_sdk_metrics
 from orchestrator.services import api_server, serve_api_until, stop_on_signals

@@ -97,7 +97,7 @@ class AlertSettings(BaseModel):
 
 class HealthSettings(HealthThresholds):
     """The health thresholds (see ``HealthThresholds``) plus how the hourly rollup of
-    ``agent_runs`` is kept (activities/health_rollup.py)."""
+    ``agent_runs`` is kept (db/commands/health_rollup.py)."""
 
     rollup_settle: timedelta = Field(timedelta(hours=1), ge=timedelta(0))
     """How long after an hour ends before it is rolled up. Runs written late (by an agent

@@ -19,10 +19,11 @@ from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from activities.alerts import AlertSpec, NotifyPolicy, raise_alert, resolve_alert
-from activities.findings import HealthFindings, RecordHealthInput, record_health_findings
 from activities.notify import Delivery, SinkConfig, deliver_pending
-from activities.upkeep import AfterCycle, AfterCycleInput, UpkeepActivities, UpkeepRules
+from activities.upkeep import AfterCycle, AfterCycleInput, UpkeepActivities
+from db.commands.alerts import AlertSpec, NotifyPolicy, raise_alert, resolve_alert
+from db.commands.findings import HealthFindings, RecordHealthInput, record_health_findings
+from db.commands.upkeep import UpkeepRules
 from db.models import Alert, CycleHeartbeat, Handoff, Notification, OrchestratorAction
 from orchestrator.settings import AlertSettings, Settings
 from orchestrator.signing import SIGNATURE_HEADER, verify

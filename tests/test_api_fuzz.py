@@ -36,9 +36,9 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from activities.reports import ReportConfig, generate_report
 from api.app import create_app
 from api.auth import KEY_HEADER
+from db.commands.reports import ReportConfig, generate_report
 from db.engine import create_engine, create_sessionmaker
 from db.models import Alert, Event, Handoff
 from orchestrator.settings import Settings

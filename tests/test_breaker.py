@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import select
 from temporalio.client import Client
 
-from activities.controls import deferrals
+from db.commands.controls import deferrals
 from db.models import AgentControl, Event, OrchestratorAction, Prospect
 from orchestrator.settings import BreakerSettings, HandoffSettings, Settings
 from pipeline.handoffs import HandoffStatus, PendingHandoff, handoff_id, handoff_workflow_id

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from activities.conflicts import ResolveSummary, release_stale_leases
+from db.commands.conflicts import ResolveSummary, release_stale_leases
 from db.models import AgentRun, Handoff, OrchestratorAction, RecordLock
 from orchestrator.settings import ConflictSettings, HandoffSettings, Settings
 from pipeline.handoffs import HandoffStatus, handoff_id, handoff_workflow_id

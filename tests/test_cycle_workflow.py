@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from activities.findings import RecordHealthInput, record_health_findings
-from activities.health import compute_agent_health
+from db.commands.findings import RecordHealthInput, record_health_findings
 from db.models import Alert, Event
+from db.queries.health import compute_agent_health
 from orchestrator.settings import Settings
 from pipeline.health import HealthStatus
 from tests.factories import add, run

@@ -223,6 +223,7 @@ async def test_a_scheduled_agent_nudges_the_feed_after_a_run_that_wrote_prospect
     async with feeding(client, sessionmaker, settings, agents) as feed:
         await run_every(prospector, prospect_once, timedelta(milliseconds=100), stop, nudge=nudge)
         await wait_until(lambda: _status_is(sessionmaker, 1, "in_sequence"))
+        await wait_until(lambda: _nudged(feed))
         state = await feed_state(feed)
     assert state.nudges == 1  # the second run wrote nothing
     assert state.handoffs.started == 1
@@ -234,3 +235,7 @@ async def _started(feed: WorkflowHandle, n: int) -> bool:
 
 async def _all_in_sequence(sessionmaker, pids: range) -> bool:
     return all([await _status_is(sessionmaker, pid, "in_sequence") for pid in pids])
+
+
+async def _nudged(feed: WorkflowHandle) -> bool:
+    return (await feed_state(feed)).nudges > 0

@@ -12,9 +12,9 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.feed import FeedActivities, FeedPollInput, FeedRules
-from activities.feed_queries import state_entries_query
 from activities.handoffs import HandoffActivities
 from db.models import Handoff
+from db.queries.feed import state_entries_query
 from db.roles import is_postgres
 from pipeline.handoffs import HandoffPolicy
 from tests.factories import add, prospect

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, ScheduleActionStartWorkflow
 from typer.testing import CliRunner
 
-from activities.reports import REPORT_GENERATED, load_report
+from db.commands.reports import REPORT_GENERATED, load_report
 from db.engine import create_engine, create_sessionmaker
 from db.models import AgentRun, Event
 from db.models import PipelineReport as ReportRow

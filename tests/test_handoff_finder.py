@@ -9,13 +9,7 @@ import pytest
 from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from activities.handoff_queries import (
-    PendingWindow,
-    find_pending_page,
-    pending_for_prospect,
-    why_not_pending,
-)
-from activities.handoffs import (
+from db.commands.handoffs import (
     BeginInput,
     BeginResult,
     FinishInput,
@@ -24,6 +18,12 @@ from activities.handoffs import (
     finish_handoff,
 )
 from db.models import Contact, Event, Handoff, OrchestratorAction, Prospect, RecordLock
+from db.queries.handoffs import (
+    PendingWindow,
+    find_pending_page,
+    pending_for_prospect,
+    why_not_pending,
+)
 from pipeline.contract import AgentResult, ResultStatus
 from pipeline.handoffs import HandoffStatus, PendingHandoff, handoff_workflow_id
 from tests.factories import add, prospect

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from activities.health import compute_agent_health
+from db.queries.health import compute_agent_health
 from pipeline.health import DEFAULT_EXPECTED_RECORDS, AgentHealth, HealthStatus, HealthThresholds
 from tests.factories import NOW, add, run
 

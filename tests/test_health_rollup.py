@@ -1,4 +1,4 @@
-"""The hourly rollup of agent runs (activities/health_rollup.py), on SQLite and PostgreSQL:
+"""The hourly rollup of agent runs (db/commands/health_rollup.py), on SQLite and PostgreSQL:
 health read through it equals health aggregated from every run, whatever was sealed,
 invalidated, finished late or arrived late; and the rollup is really what is read."""
 
@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import ActivityEnvironment
 
 import activities.health as health_module
-from activities.health import ComputeHealthInput, HealthActivities, compute_agent_health
-from activities.health_rollup import RefreshResult, RollupPolicy, refresh_rollup
+from activities.health import ComputeHealthInput, HealthActivities
+from db.commands.health_rollup import RefreshResult, RollupPolicy, refresh_rollup
 from db.models import AgentRun, AgentRunHour, AgentRunRollupMark
+from db.queries.health import compute_agent_health
 from orchestrator.settings import HealthSettings
 from pipeline.health import DEFAULT_EXPECTED_RECORDS, AgentHealth, HealthThresholds
 from tests.factories import NOW, add, run

@@ -108,12 +108,12 @@ async def test_a_module_logger_inside_an_activity_names_it_too(captured: Capture
     env.info = dataclasses.replace(env.info, workflow_id="cycle-7", activity_type="after_cycle")
 
     async def upkeep() -> None:
-        logging.getLogger("activities.alerts").warning("alert opened: hygiene failing")
+        logging.getLogger("db.commands.alerts").warning("alert opened: hygiene failing")
 
     await env.run(upkeep)
     [line] = captured.json_lines()
     assert (line["workflow_id"], line["activity"]) == ("cycle-7", "after_cycle")
-    assert line["logger"] == "activities.alerts" and "prospect_id" not in line
+    assert line["logger"] == "db.commands.alerts" and "prospect_id" not in line
 
 
 def test_log_context_names_prospect_and_agent_only_inside_the_block(

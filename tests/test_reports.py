@@ -20,9 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.reports import (
-    GenerateReportInput,
-    ReportActivities,
+from activities.reports import GenerateReportInput, ReportActivities
+from db.commands.reports import (
     ReportConfig,
     build_daily_report,
     build_weekly_report,

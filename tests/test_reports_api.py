@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from activities.reports import REPORT_GENERATED, ReportConfig, generate_report
+from db.commands.reports import REPORT_GENERATED, ReportConfig, generate_report
 from db.models import Activity, AgentRun, Event, OutreachSequence, Prospect
 from db.models import PipelineReport as ReportRow
 from orchestrator.settings import Settings

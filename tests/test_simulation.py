@@ -20,8 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.handoff_queries import pending_counts
-from activities.health import compute_agent_health
 from db.models import (
     Activity,
     AgentControl,
@@ -31,6 +29,8 @@ from db.models import (
     OrchestratorAction,
     Prospect,
 )
+from db.queries.handoffs import pending_counts
+from db.queries.health import compute_agent_health
 from orchestrator.settings import Settings
 from pipeline.handoffs import OPEN_STATUSES
 from pipeline.health import HealthStatus

@@ -12,9 +12,9 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from activities.handoff_queries import count_in_flight
 from activities.handoffs import FindPendingInput, HandoffActivities, PendingPage
 from db.models import Handoff
+from db.queries.handoffs import count_in_flight
 from orchestrator.settings import Settings
 from pipeline.handoffs import HandoffPolicy, HandoffStatus, PendingHandoff, StartedPage
 from tests.agents import FakeAgent

@@ -14,7 +14,7 @@ from sqlalchemy import delete, event, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from activities.validation import (
+from db.commands.validation import (
     RULES,
     VIOLATIONS_ALERT,
     ClosedViolations,

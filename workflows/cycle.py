@@ -15,14 +15,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.conflicts import (
-        Conflict,
-        ConflictActivities,
-        RecordRestartsInput,
-        ResolveInput,
-        ResolveSummary,
-    )
-    from activities.findings import FindingsActivities, RecordHealthInput
+    from activities.conflicts import ConflictActivities, RecordRestartsInput, ResolveInput
+    from activities.findings import FindingsActivities
     from activities.handoffs import FindPendingInput, HandoffActivities
     from activities.health import ComputeHealthInput, HealthActivities
     from activities.reports import GenerateReportInput, ReportActivities, ReportResult
@@ -32,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
         ValidateRangeInput,
         ValidationActivities,
     )
+    from db.commands.conflicts import Conflict, ResolveSummary
+    from db.commands.findings import RecordHealthInput
     from pipeline.handoffs import PendingHandoff
     from pipeline.metrics import CYCLE_DURATION
     from pipeline.modes import (

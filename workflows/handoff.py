@@ -24,14 +24,8 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_http import HttpAgentActivities
-    from activities.handoffs import (
-        BeginInput,
-        BeginResult,
-        FinishInput,
-        FinishResult,
-        HandoffActivities,
-        MarkInput,
-    )
+    from activities.handoffs import HandoffActivities
+    from db.commands.handoffs import BeginInput, BeginResult, FinishInput, FinishResult, MarkInput
     from pipeline.contract import PROCESS_PROSPECT, AgentResult, AgentTask, ResultStatus
     from pipeline.contract import agent_task_queue as agent_queue
     from pipeline.handoffs import (

@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from activities.conflicts import ResolveSummary
 from activities.reports import ReportResult
 from activities.upkeep import AfterCycle
+from db.commands.conflicts import ResolveSummary
 from pipeline.handoffs import StartedPage
 from pipeline.health import HealthStatus
 

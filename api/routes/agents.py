@@ -10,13 +10,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from temporalio.service import RPCError
 
-from activities.controls import control_of, record_change
-from activities.handoff_queries import pending_counts
-from activities.health import compute_agent_health
 from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.schemas import NO_NUL, errors
 from api.temporal import TemporalUnavailable
+from db.commands.controls import control_of, record_change
 from db.models import AgentControl
+from db.queries.handoffs import pending_counts
+from db.queries.health import compute_agent_health
 from orchestrator.settings import Settings
 from pipeline.health import AgentHealth
 from workflows.starters import start_cycle

@@ -13,12 +13,12 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.controls import blocked_agents
-from activities.handoff_queries import pending_for_prospect, pending_from_row, why_no_handoff
 from api.auth import authorize
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.schemas import MAX_ID, NO_NUL, errors
+from db.commands.controls import blocked_agents
 from db.models import Handoff
+from db.queries.handoffs import pending_for_prospect, pending_from_row, why_no_handoff
 from orchestrator.signing import SIGNATURE_HEADER, verify
 from pipeline.contract import AgentResult
 from pipeline.handoffs import (

@@ -13,13 +13,13 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import func, select
 
-from activities.handoff_queries import pending_counts
-from activities.health import compute_agent_health
 from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.feed import read_feed
 from api.schemas import errors
 from api.temporal import TemporalUnavailable
 from db.models import Alert, CycleHeartbeat, Handoff
+from db.queries.handoffs import pending_counts
+from db.queries.health import compute_agent_health
 from orchestrator.sdk_metrics import installed_sdk_metrics
 from pipeline.health import HealthStatus
 from pipeline.metrics import FEED_LAG

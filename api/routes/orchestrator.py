@@ -9,10 +9,10 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 from temporalio.client import WorkflowFailureError
 
-from activities.health import compute_agent_health
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.feed import read_feed
 from api.schemas import HealthResponse, RunResponse, errors
+from db.queries.health import compute_agent_health
 from pipeline.handoffs import feed_workflow_id
 from pipeline.health import overall_status
 from pipeline.modes import UnsupportedModeError, parse_mode

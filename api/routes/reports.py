@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from temporalio.client import WorkflowFailureError
 
-from activities.reports import load_report
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.schemas import CalendarDate, errors
+from db.commands.reports import load_report
 from db.models import PipelineReport as ReportRow
 from orchestrator.settings import Settings
 from pipeline.report_markdown import to_markdown

@@ -21,6 +21,20 @@ CLOCK_MARGIN = timedelta(seconds=5)
 stamped by different processes."""
 
 
+async def still_unbegun(
+    session: AsyncSession, pages: list[StartedPage], expired: datetime
+) -> tuple[list[StartedPage], int]:
+    """The pages with handoffs not begun yet, and how many. A page older than a lease is
+    dropped: its children have begun, or were terminated before they could."""
+    kept, waiting = [], 0
+    for page in pages:
+        left = page.started - await count_begun(session, page) if page.since >= expired else 0
+        if left > 0:
+            kept.append(page)
+            waiting += left
+    return kept, waiting
+
+
 def pending_from_row(row: Handoff) -> PendingHandoff:
     """The state entry a ledger row hands off."""
     return PendingHandoff(

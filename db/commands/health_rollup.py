@@ -6,7 +6,7 @@ summed once per agent (runs, errors, successes, and each average as a sum and a 
 hours add up to exactly what one aggregate over the window gives) and the check reads at most
 24 of those rows per agent, plus the runs of the hours that are not rolled up.
 
-Reading (activities/health_window.py) never relies on the rollup being fresh: an (agent,
+Reading (db/queries/health_window.py) never relies on the rollup being fresh: an (agent,
 hour) without a row is read from ``agent_runs``, in the same single statement, by
 ``started_at`` ranges that the (agent_name, started_at) index serves.
 
@@ -54,7 +54,9 @@ from typing import Any
 from sqlalchemy import and_, delete, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.health_window import (
+from db.dialect import insert_for
+from db.models import AgentRun, AgentRunHour, AgentRunRollupMark
+from db.queries.health_window import (
     HOUR,
     RUNNING,
     agents_table,
@@ -63,8 +65,6 @@ from activities.health_window import (
     hour_starts,
     run_sums,
 )
-from db.dialect import insert_for
-from db.models import AgentRun, AgentRunHour, AgentRunRollupMark
 from db.types import UTCDateTime, epoch_hour
 
 LATE_LAG = timedelta(minutes=5)

@@ -1,6 +1,6 @@
 """The health window's totals per agent, read through the hourly rollup: whole hours that
 have a row in ``agent_run_hours`` from there, everything else from ``agent_runs``, in one
-statement. Correct whatever the rollup holds (it is kept by activities/health_rollup.py):
+statement. Correct whatever the rollup holds (it is kept by db/commands/health_rollup.py):
 an hour without a row is simply read from the runs.
 """
 

@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.handoff_queries import not_yet_handed_off, trigger_clause
 from db.models import Handoff, Prospect
+from db.queries.handoffs import not_yet_handed_off, trigger_clause
 from pipeline.handoffs import PendingHandoff
 from pipeline.triggers import HANDOFF_TRIGGERS, HandoffTrigger
 
