@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import AsyncExitStack
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -29,16 +28,15 @@ async def run_simulation(
     agents = SimulatedAgents(sessionmaker, scenario)
     recorder = DatabaseRecorder(sessionmaker)
     processes = agents.processes()
-    async with AsyncExitStack() as stack:
-        for name in SIMULATED_AGENTS:
-            runtime = AgentRuntime(name, recorder)
-            concurrency = scenario.agents.get(name)
-            worker = runtime.worker(
-                client,
-                processes[name],
-                max_concurrent=concurrency.concurrency if concurrency else 20,
-            )
-            await stack.enter_async_context(worker)
+    workers = []
+    for name in SIMULATED_AGENTS:
+        concurrency = scenario.agents.get(name)
+        limit = concurrency.concurrency if concurrency else 20
+        workers.append(
+            AgentRuntime(name, recorder).worker(client, processes[name], max_concurrent=limit)
+        )
+    running = [asyncio.create_task(worker.run()) for worker in workers]
+    try:
         prospector = AgentRuntime("prospector", recorder)
         log.info("simulated agents running (seed %d, speed %g)", scenario.seed, scenario.speed)
         await run_every(
@@ -48,6 +46,10 @@ async def run_simulation(
             stop,
             nudge=feed_nudge(client, task_queue),
         )
-    for reply in list(agents.replies):
-        reply.cancel()
+    finally:
+        # the three workers drain side by side, not one after another
+        await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
+        for reply in list(agents.replies):
+            reply.cancel()
     return agents
