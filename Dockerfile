@@ -13,6 +13,7 @@ WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY orchestrator ./orchestrator
+COPY cli ./cli
 COPY pipeline ./pipeline
 COPY db ./db
 COPY activities ./activities

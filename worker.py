@@ -32,13 +32,13 @@ from db.commands.alerts import NotifyPolicy
 from db.commands.reports import ReportConfig
 from db.commands.upkeep import UpkeepRules
 from orchestrator.allocator import trim_memory_every
-from orchestrator.schedules import apply_schedules
-from orchestrator.search_attributes import ensure_search_attributes
 from orchestrator.settings import Settings
 from orchestrator.tracing import instrument_http
 from workflows.cycle import CycleWorkflow
 from workflows.feed import FeedWorkflow
 from workflows.handoff import HandoffWorkflow
+from workflows.namespace import ensure_search_attributes
+from workflows.schedules import apply_schedules
 from workflows.starters import ensure_feed
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from temporalio.client import Schedule, ScheduleIntervalSpec, ScheduleSpec
 
 from bench.feed_load import count_handed_off, wait_for
 from bench.results import percentile
-from orchestrator.schedules import HANDOFFS_SCHEDULE_ID, ScheduledCycle, build_schedule
 from orchestrator.settings import Settings
 from pipeline.modes import CycleMode
+from workflows.schedules import HANDOFFS_SCHEDULE_ID, ScheduledCycle, build_schedule
 
 if TYPE_CHECKING:
     from bench.feed_bench import Rig

@@ -22,8 +22,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from cli.app import app
 from orchestrator.allocator import c_library, find_mallctl
-from orchestrator.cli import app
 
 EVERY = 5.0
 """Seconds between samples."""

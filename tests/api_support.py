@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.auth import KEY_HEADER, hash_key
-from orchestrator.services import api_server
+from cli.services import api_server
 from orchestrator.settings import ApiKey, Role, Settings
 
 

@@ -14,10 +14,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from cli.devserver import find_binary
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.roles import Roles, grant_roles, is_postgres
-from orchestrator.devserver import find_binary
 from orchestrator.settings import Settings, TemporalSettings
 from tests.agents import FakeAgent
 from tests.handoff_support import AGENTS

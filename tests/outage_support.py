@@ -38,11 +38,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from agent_sdk import AgentRuntime, DatabaseRecorder
+from cli.devserver import DevServer
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.models import AgentRun, Contact, Handoff, Prospect, RecordLock
 from db.queries.handoffs import EMAIL_PATTERN, pending_counts
-from orchestrator.devserver import DevServer
 from pipeline.contract import AgentResult, AgentTask
 from pipeline.handoffs import OPEN_STATUSES
 from simulation.agents import SimulatedAgents

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.app import app
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import current_revision
 from db.models import AgentRun
-from orchestrator.cli import app
 from orchestrator.settings import get_settings
 from tests.factories import add, mixed_history, run
 

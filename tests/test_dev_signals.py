@@ -15,7 +15,7 @@ import pytest
 from temporalio.client import Client
 
 from bench.dev_soak import LOCKED, DevStack, problems, processes_mentioning, soak, until_gone
-from orchestrator.devserver import DevServer
+from cli.devserver import DevServer
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self").exists(), reason="reads /proc")
 

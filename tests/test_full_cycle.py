@@ -21,17 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, ScheduleActionStartWorkflow
 from typer.testing import CliRunner
 
+from cli.app import app
 from db.commands.reports import REPORT_GENERATED, load_report
 from db.engine import create_engine, create_sessionmaker
 from db.models import AgentRun, Event
 from db.models import PipelineReport as ReportRow
-from orchestrator.cli import app
-from orchestrator.schedules import (
-    DAILY_REPORT_SCHEDULE_ID,
-    WEEKLY_REPORT_SCHEDULE_ID,
-    build_schedule,
-    scheduled_cycles,
-)
 from orchestrator.settings import Settings, get_settings
 from pipeline import modes
 from pipeline.health import HealthStatus
@@ -42,6 +36,12 @@ from tests.factories import add, prospect, run
 from tests.handoff_support import record_history, running, wait_closed
 from worker import build_worker
 from workflows.cycle import CycleWorkflow
+from workflows.schedules import (
+    DAILY_REPORT_SCHEDULE_ID,
+    WEEKLY_REPORT_SCHEDULE_ID,
+    build_schedule,
+    scheduled_cycles,
+)
 from workflows.types import CycleInput, CycleSummary
 
 MINUTE, H, D = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)

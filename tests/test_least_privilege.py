@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
+from cli.app import app
 from db.engine import create_engine
 from db.models import Prospect
 from db.roles import (
@@ -31,7 +32,6 @@ from db.roles import (
     scram_verifier,
     write_privileges,
 )
-from orchestrator.cli import app
 from orchestrator.settings import get_settings
 from tests.factories import add, held_lease, prospect
 from tests.pg import PgCluster, as_role

@@ -6,8 +6,8 @@ import uuid
 
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
-from orchestrator.schedules import apply_schedules, scheduled_cycles
 from orchestrator.settings import ScheduleSettings, Settings, TemporalSettings
+from workflows.schedules import apply_schedules, scheduled_cycles
 
 
 def unique_settings(cron: str = "*/15 * * * *", tz: str = "UTC") -> Settings:

@@ -358,7 +358,7 @@ def test_settings_validation_errors_show_no_secret() -> None:
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``orchestrator ARGS`` in a process of its own, logging at DEBUG."""
-    command = [sys.executable, "-m", "orchestrator.cli", *args]
+    command = [sys.executable, "-m", "cli.app", *args]
     full_env = {**os.environ, "ORCH_LOG_LEVEL": "DEBUG", **env}
     return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=120)
 
@@ -420,7 +420,7 @@ async def test_cli_output_shows_no_secret_when_it_works(tmp_path: Path) -> None:
 
 
 def test_dev_banner_shows_no_database_password(tmp_path: Path) -> None:
-    from orchestrator.dev import _print_urls
+    from cli.dev import _print_urls
 
     console = Console(record=True, width=200)
     server = SimpleNamespace(ui_url="http://127.0.0.1:8233", address="127.0.0.1:7233")

@@ -27,7 +27,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from orchestrator.devserver import DevServer
+from cli.devserver import DevServer
 from simulation.agents import SimulatedAgents
 from tests.api_support import free_port
 from tests.handoff_support import wait_until

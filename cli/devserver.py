@@ -28,7 +28,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from orchestrator.child_process import (
+from cli.child_process import (
     DirectoryLock,
     command_line,
     die_with_parent,

@@ -10,13 +10,12 @@ from typing import Any
 from temporalio.client import Client
 
 from api.app import create_app
+from cli.services import api_server, serve_api_until, stop_on_signals
 from db.commands.reports import generate_report
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import current_revision, upgrade
 from db.queries.health import compute_agent_health
-from orchestrator.schedules import apply_schedules
 from orchestrator.sdk_metrics import install_sdk_metrics
-from orchestrator.services import api_server, serve_api_until, stop_on_signals
 from orchestrator.settings import Settings
 from orchestrator.temporal_client import connect
 from pipeline.health import AgentHealth
@@ -24,6 +23,7 @@ from pipeline.reports import ReportKind, report_date_for
 from simulation.runner import run_simulation
 from simulation.scenario import Scenario
 from worker import report_config, run_worker
+from workflows.schedules import apply_schedules
 from workflows.starters import start_cycle
 from workflows.types import CycleInput, CycleSummary
 

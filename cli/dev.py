@@ -22,12 +22,8 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.auth import hash_key, new_key
-from db.engine import create_engine, create_sessionmaker
-from db.migrate import upgrade
-from orchestrator.devserver import DevServer
-from orchestrator.schedules import HEALTH_CHECK_SCHEDULE_ID
-from orchestrator.sdk_metrics import install_sdk_metrics
-from orchestrator.services import (
+from cli.devserver import DevServer
+from cli.services import (
     ApiServer,
     Service,
     api_server,
@@ -35,11 +31,15 @@ from orchestrator.services import (
     serve_api_until,
     stop_on_signals,
 )
+from db.engine import create_engine, create_sessionmaker
+from db.migrate import upgrade
+from orchestrator.sdk_metrics import install_sdk_metrics
 from orchestrator.settings import ApiKey, Role, Settings, redact_url
 from orchestrator.temporal_client import connect
 from simulation.runner import run_simulation
 from simulation.scenario import Scenario, simulated_expectations
 from worker import prepare_namespace, run_worker
+from workflows.schedules import HEALTH_CHECK_SCHEDULE_ID
 
 
 @dataclass(frozen=True)

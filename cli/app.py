@@ -90,10 +90,10 @@ def dev(
     speed: SpeedOption = None,
 ) -> None:
     """Start everything locally: Temporal dev server + Web UI, SQLite, worker and API."""
-    from orchestrator.child_process import DirectoryInUse
-    from orchestrator.dev import DevOptions, run_dev
-    from orchestrator.devserver import BinaryNotFound, PortInUse
-    from orchestrator.services import run_then_leave
+    from cli.child_process import DirectoryInUse
+    from cli.dev import DevOptions, run_dev
+    from cli.devserver import BinaryNotFound, PortInUse
+    from cli.services import run_then_leave
 
     settings = _settings()
     # the worker runs in this process; a laptop's stack is not the long-lived worker
@@ -111,7 +111,7 @@ def simulate(
     scenario: ScenarioOption = None, fail: FailOption = None, speed: SpeedOption = None
 ) -> None:
     """Run the simulated agents against the configured database and Temporal."""
-    from orchestrator.runners import run_simulation_process
+    from cli.runners import run_simulation_process
 
     _run(run_simulation_process(_settings(), _scenario(scenario, fail, speed)))
 
@@ -130,7 +130,7 @@ def _scenario(path: Path | None, fail: str | None, speed: float | None):
 @app.command()
 def worker() -> None:
     """Run a worker: the orchestrator's workflows and activities on its task queue."""
-    from orchestrator.runners import run_worker_process
+    from cli.runners import run_worker_process
 
     settings = _settings()
     tune_worker_memory(settings.worker.malloc_arenas)  # before any thread starts
@@ -143,7 +143,7 @@ def api(
     port: Annotated[int | None, typer.Option(help="Port (default ORCH_API_PORT).")] = None,
 ) -> None:
     """Serve the REST API (OpenAPI docs at /docs)."""
-    from orchestrator.runners import run_api_process
+    from cli.runners import run_api_process
 
     settings = _settings()
     _run(run_api_process(settings, host or settings.api_host, port or settings.api_port))
@@ -152,7 +152,7 @@ def api(
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations to the configured database."""
-    from orchestrator.runners import migrate
+    from cli.runners import migrate
 
     settings = _settings()
     now = _run(migrate(settings, revision))
@@ -211,7 +211,7 @@ def _ask_password(role: str) -> str:
 @app.command()
 def health(as_json: JsonFlag = False) -> None:
     """Compute every agent's health from the database now."""
-    from orchestrator.runners import read_health
+    from cli.runners import read_health
 
     agents = _run(read_health(_settings()))
     if as_json:
@@ -233,7 +233,7 @@ def run_cycle(
     as_json: JsonFlag = False,
 ) -> None:
     """Start an orchestration cycle on the worker (through Temporal)."""
-    from orchestrator.runners import run_cycle as start_from_cli
+    from cli.runners import run_cycle as start_from_cli
 
     try:
         parse_mode(mode)
@@ -268,7 +268,7 @@ def report(
     """Generate (or regenerate) and store a report, then print it as Markdown or JSON."""
     from temporalio.exceptions import ApplicationError
 
-    from orchestrator.runners import make_report
+    from cli.runners import make_report
     from pipeline.report_markdown import to_markdown
 
     if kind not in ("daily", "weekly"):
@@ -309,7 +309,7 @@ def keys_create(
 @schedules_app.command("apply")
 def schedules_apply(as_json: JsonFlag = False) -> None:
     """Create or update the Temporal Schedules (the worker also does this at start)."""
-    from orchestrator.runners import apply_all_schedules
+    from cli.runners import apply_all_schedules
 
     ids = _run(apply_all_schedules(_settings()))
     if as_json:
