@@ -117,24 +117,27 @@ class FeedActivities:
             found = _Found(room=room)
             if room.saturated:
                 return found
-            entries = await find_state_entries(
-                session, poll.cursor - self._rules.overlap, room.page_size
-            )
-            found.items = entries.items
-            found.read_through = entries.items[-1].state_entered_at if entries.full else now
-            caught_up = await self._recheck_deferred(session, poll, now, room.page_size)
-            known = {p.id for p in found.items}
-            found.items += [p for p in caught_up if p.id not in known]
             # started by the feed and not begun yet: a re-read must not start them again
             starting = {pid for page in room.unbegun for pid in page.prospect_ids}
-            found.items = [p for p in found.items if p.prospect_id not in starting]
+            since = poll.cursor - self._rules.overlap
+            entries = await find_state_entries(session, since, room.page_size, exclude=starting)
+            found.items = entries.items
+            found.read_through = entries.items[-1].state_entered_at if entries.full else now
+            caught_up = await self._recheck_deferred(session, poll, now, room.page_size, starting)
+            known = {p.id for p in found.items}
+            found.items += [p for p in caught_up if p.id not in known]
             found.deferred = await self._handoffs.deferrals(session, found.items, now)
             found.deferred |= await self._chain_limited(session, found.items, now)
         _note_deferred(poll, found)
         return found
 
     async def _recheck_deferred(
-        self, session: AsyncSession, poll: FeedPoll, now: datetime, limit: int
+        self,
+        session: AsyncSession,
+        poll: FeedPoll,
+        now: datetime,
+        limit: int,
+        starting: set[int],
     ) -> list[PendingHandoff]:
         """Every ``deferred_recheck``, the entries deferred for each agent since the oldest
         one, so they go once their agent can take them (never dropped)."""
@@ -144,7 +147,9 @@ class FeedActivities:
         poll.rechecked_at = now
         items: list[PendingHandoff] = []
         for agent, since in sorted(poll.deferred_since.items()):
-            entries = await find_state_entries(session, since, limit, agents={agent})
+            entries = await find_state_entries(
+                session, since, limit, agents={agent}, exclude=starting
+            )
             items += entries.items
             if not entries.full:
                 del poll.deferred_since[agent]  # put back below if some still wait

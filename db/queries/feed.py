@@ -33,11 +33,14 @@ def state_entries_query(
     limit: int,
     triggers: Mapping[str, HandoffTrigger] = HANDOFF_TRIGGERS,
     agents: Collection[str] | None = None,
+    exclude: Collection[int] = (),
 ) -> Select[tuple[int, str, datetime]]:
     """Live prospects that entered a trigger state at or after ``since``, admitted by its
-    trigger and not yet handed off for that entry; ``agents`` keeps only their triggers."""
+    trigger and not yet handed off for that entry; ``agents`` keeps only their triggers,
+    ``exclude`` leaves out prospects whose handoff was started and has not begun (so a
+    burst larger than a page does not read the same first page until they begin)."""
     chosen = [t for t in triggers.values() if agents is None or t.next_agent in agents]
-    return (
+    query = (
         select(Prospect.id, Prospect.status, Prospect.status_changed_at)
         .where(
             Prospect.deleted_at.is_(None),
@@ -48,6 +51,7 @@ def state_entries_query(
         .order_by(Prospect.status_changed_at, Prospect.id)
         .limit(limit)
     )
+    return query.where(Prospect.id.not_in(sorted(exclude))) if exclude else query
 
 
 async def find_state_entries(
@@ -56,10 +60,12 @@ async def find_state_entries(
     limit: int,
     *,
     agents: Collection[str] | None = None,
+    exclude: Collection[int] = (),
     triggers: Mapping[str, HandoffTrigger] = HANDOFF_TRIGGERS,
 ) -> StateEntries:
     """One statement: the oldest ``limit`` pending state entries since ``since``."""
-    rows = (await session.execute(state_entries_query(since, limit, triggers, agents))).all()
+    query = state_entries_query(since, limit, triggers, agents, exclude)
+    rows = (await session.execute(query)).all()
     items = [
         PendingHandoff(
             prospect_id=pid,
