@@ -30,9 +30,9 @@ from bench.ceiling import EmptyWorkflow, noop
 from bench.memory_bench import sweep_memory
 from bench.memory_rules import Allocator, burst_for
 from bench.results import Check, Figure, Goal, percentile
+from cli.devserver import find_binary
 from db.models import Handoff, Prospect
-from orchestrator.devserver import find_binary
-from orchestrator.settings import ScheduleSettings, Settings, TemporalSettings
+from orchestrator.settings import FeedSettings, ScheduleSettings, Settings, TemporalSettings
 from pipeline.contract import PROCESS_PROSPECT, AgentResult, AgentTask, agent_task_queue
 from tests.agents import FakeAgent
 from tests.factories import add, prospect
@@ -154,6 +154,8 @@ async def run_temporal(
         database_url=url,
         temporal=TemporalSettings(task_queue=f"bench-{uuid.uuid4().hex[:8]}"),
         schedules=ScheduleSettings(enabled=False),
+        # figures 4 and 5 measure the sweep and the chain: no feed runs, none is counted
+        feed=FeedSettings(enabled=False),
     )
     say("  starting the Temporal dev server")
     env = await start_server()

@@ -23,6 +23,8 @@ def expected_keys(sizes: list[int], pending_share: float, temporal: bool) -> set
     if temporal:
         keys |= {"handoff.throughput", "handoff.latency.p50", "handoff.latency.p99"}
         keys |= {"worker.memory", "worker.objects", "worker.memory.burst"}
+        keys |= {f"feed.latency.{c}.p{p}" for c in ("idle", "load") for p in (50, 99)}
+        keys |= {"feed.throughput"}
     return keys
 
 
@@ -42,7 +44,7 @@ def assert_complete(document: dict, out: Path, temporal: bool) -> None:
             assert f["other"] is not None and f["ratio"] is not None, key
     names = " ".join(c["name"] for c in saved["checks"])
     wanted = ["health hygiene", "health through the rollup", "report by status", "pending handoffs"]
-    wanted += ["throughput", "latency", "memory sweep"] if temporal else []
+    wanted += ["throughput", "latency", "memory sweep", "feed"] if temporal else []
     assert all(part in names for part in wanted), names
 
 
@@ -51,6 +53,7 @@ async def test_quick_benchmark_on_sqlite_agrees_and_reports_every_figure(tmp_pat
     # the image's allocator where it is installed (CI installs it), else glibc's
     malloc = "image" if ctypes.util.find_library("jemalloc") else "glibc"
     temporal = ["--handoffs", "20", "--chains", "5", "--sweep", "30", "--worker-malloc", malloc]
+    temporal += ["--feed-commits", "5", "--sweep-period", "2"]
     opts = parse_args([*TINY, "--backend", "sqlite", *temporal, "--out", str(out)])
     document = await run_benchmarks(opts, say=lambda _msg: None)
     assert_complete(document, out, temporal=True)
