@@ -74,8 +74,10 @@ def build_activities(
     alerts = settings.alerts
     upkeep = UpkeepActivities(
         sessionmaker,
-        UpkeepRules(watchdog_after=alerts.watchdog_after.total_seconds(),
-                    stalled_threshold=alerts.stalled_handoffs_threshold),
+        UpkeepRules(
+            watchdog_after=alerts.watchdog_after.total_seconds(),
+            stalled_threshold=alerts.stalled_handoffs_threshold,
+        ),
         policy,
         SinkConfig(
             webhook_url=alerts.webhook_url,
@@ -84,7 +86,7 @@ def build_activities(
             max_attempts=alerts.max_attempts,
         ),
         http,
-    )  # fmt: skip
+    )
     conflicts = ConflictActivities(
         sessionmaker, client, settings.conflicts, policy=sweep.policy(settings.agent_endpoints)
     )
@@ -119,8 +121,11 @@ def feed_rules(settings: Settings) -> FeedRules:
 
 
 def notify_policy(settings: Settings) -> NotifyPolicy:
-    return NotifyPolicy(sinks=settings.alerts.sinks, repeat_after=settings.alerts.repeat_after,
-                        web_ui_url=settings.temporal.web_ui_url)  # fmt: skip
+    return NotifyPolicy(
+        sinks=settings.alerts.sinks,
+        repeat_after=settings.alerts.repeat_after,
+        web_ui_url=settings.temporal.web_ui_url,
+    )
 
 
 def _secret(value: SecretStr | None) -> str | None:

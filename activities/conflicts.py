@@ -98,8 +98,10 @@ class ConflictActivities:
             await self._orphaned_claims(session, now, summary)
         activity.logger.info(
             "conflicts: %d found, %d resolved, %d unresolved",
-            summary.conflicts_found, summary.resolved, len(summary.unresolved),
-        )  # fmt: skip
+            summary.conflicts_found,
+            summary.resolved,
+            len(summary.unresolved),
+        )
         return summary
 
     async def _contention(
@@ -111,17 +113,27 @@ class ConflictActivities:
             if holder is None:  # the lease is free: the waiting handoff need not wait its timer
                 if await self._signal_retry(prospect_id, handoff_id):
                     summary.count("contention", 1, 1)
-                    session.add(audit_row("handoff_retry_signalled", now, prospect_id, agent,
-                                       found=f"{handoff_id} blocked on a lease now free",
-                                       done="signalled the handoff to retry",
-                                       why="the lease it waited on was released"))  # fmt: skip
+                    session.add(
+                        audit_row(
+                            "handoff_retry_signalled",
+                            now,
+                            prospect_id,
+                            agent,
+                            found=f"{handoff_id} blocked on a lease now free",
+                            done="signalled the handoff to retry",
+                            why="the lease it waited on was released",
+                        )
+                    )
             elif since < now - self._rules.contention_after:
                 summary.count("contention", 1, 0)
-                summary.unresolved.append(Conflict(
-                    kind="contention", prospect_id=prospect_id,
-                    detail=f"{handoff_id} for {agent} blocked since {since.isoformat()}: "
-                    f"{holder} holds the lease until {until.isoformat()} and keeps it",
-                ))  # fmt: skip
+                summary.unresolved.append(
+                    Conflict(
+                        kind="contention",
+                        prospect_id=prospect_id,
+                        detail=f"{handoff_id} for {agent} blocked since {since.isoformat()}: "
+                        f"{holder} holds the lease until {until.isoformat()} and keeps it",
+                    )
+                )
         await session.commit()
 
     async def _duplicates(
@@ -136,11 +148,13 @@ class ConflictActivities:
             summary.count("duplicate_claim", len(extra), closed)
         for handoff_id, agent, runs in await duplicate_runs(session, self._rules.batch):
             summary.count("duplicate_run", 1, 0)
-            summary.unresolved.append(Conflict(
-                kind="duplicate_run",
-                detail=f"{agent} has {runs} runs in progress for handoff {handoff_id}; "
-                "the orchestrator cannot stop an agent's run",
-            ))  # fmt: skip
+            summary.unresolved.append(
+                Conflict(
+                    kind="duplicate_run",
+                    detail=f"{agent} has {runs} runs in progress for handoff {handoff_id}; "
+                    "the orchestrator cannot stop an agent's run",
+                )
+            )
 
     async def _live_handoff(self, prospect_id: int) -> str | None:
         handle = self._client.get_workflow_handle(handoff_workflow_id(prospect_id))

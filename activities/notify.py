@@ -22,8 +22,12 @@ log = logging.getLogger("orchestrator.alerts")
 # imports the senders gets httpx's warnings and errors only, whatever the root level.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
-EMOJI = {"opened": ":rotating_light:", "worsened": ":fire:", "repeat": ":hourglass:",
-         "resolved": ":white_check_mark:"}  # fmt: skip
+EMOJI = {
+    "opened": ":rotating_light:",
+    "worsened": ":fire:",
+    "repeat": ":hourglass:",
+    "resolved": ":white_check_mark:",
+}
 
 
 class SinkConfig(BaseModel):

@@ -36,8 +36,11 @@ def presented_key(request: Request) -> str | None:
 
 def authenticate(settings: Settings, key: str | None) -> ApiKey:
     if not settings.api_keys:
-        raise HTTPException(401, detail="no API keys are configured on this server; "
-                            "set ORCH_API_KEYS (see README, Security)")  # fmt: skip
+        raise HTTPException(
+            401,
+            detail="no API keys are configured on this server; "
+            "set ORCH_API_KEYS (see README, Security)",
+        )
     if not key:
         raise HTTPException(
             401,
@@ -58,7 +61,10 @@ def authorize(request: Request) -> ApiKey:
     """Router dependency: reads need any key, everything else an operator key."""
     key = authenticate(request.app.state.settings, presented_key(request))
     if request.method not in READ_METHODS and key.role is not Role.OPERATOR:
-        raise HTTPException(403, detail=f"{request.method} {request.url.path} needs the "
-                            f"operator role; key {key.name!r} is a {key.role.value}")  # fmt: skip
+        raise HTTPException(
+            403,
+            detail=f"{request.method} {request.url.path} needs the "
+            f"operator role; key {key.name!r} is a {key.role.value}",
+        )
     request.state.api_key = key
     return key

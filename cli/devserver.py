@@ -105,12 +105,20 @@ class DevServer:
 
     def command(self) -> list[str]:
         args = [
-            str(find_binary("temporal")), "server", "start-dev",
-            "--ip", self.ip, "--port", str(self.port),
-            "--namespace", self.namespace,
-            "--db-filename", str(self.db_file),
-            "--log-level", "warn",
-        ]  # fmt: skip
+            str(find_binary("temporal")),
+            "server",
+            "start-dev",
+            "--ip",
+            self.ip,
+            "--port",
+            str(self.port),
+            "--namespace",
+            self.namespace,
+            "--db-filename",
+            str(self.db_file),
+            "--log-level",
+            "warn",
+        ]
         args += ["--headless"] if self.headless else ["--ui-port", str(self.ui_port)]
         for key in ALL:
             args += ["--search-attribute", f"{key.name}=Keyword"]

@@ -65,10 +65,12 @@ class ValidationSettings(BaseModel):
 
     def rules(self) -> ValidationRules:
         return ValidationRules(
-            dwell=dwell_times(self.dwell), transition_lookback=self.transition_lookback,
+            dwell=dwell_times(self.dwell),
+            transition_lookback=self.transition_lookback,
             dropped_handoff_grace=self.dropped_handoff_grace,
-            alert_threshold=self.alert_threshold, range_size=self.range_size,
-        )  # fmt: skip
+            alert_threshold=self.alert_threshold,
+            range_size=self.range_size,
+        )
 
 
 class AlertSettings(BaseModel):

@@ -41,14 +41,22 @@ def to_markdown(report: Mapping[str, Any]) -> str:
     lines += _table(("status", "prospects"), sorted(report["prospects_by_status"].items()))
     if health := report.get("agent_health"):
         lines += ["", "### Agents", ""]
-        rows = [(name, h["status"], _pct(h["error_rate"]), h["runs_last_24h"])
-                for name, h in health.items()]  # fmt: skip
+        rows = [
+            (name, h["status"], _pct(h["error_rate"]), h["runs_last_24h"])
+            for name, h in health.items()
+        ]
         lines += _table(("agent", "status", "error rate", "runs 24h"), rows)
     if funnel := report.get("funnel"):
         lines += ["", "### Funnel", ""]
         change = report.get("funnel_change", {})
-        rows = [(f"{s['from']} → {s['to']}", _pct(s["conversion"]),
-                 _signed(change.get(f"{s['from']}->{s['to']}"))) for s in funnel]  # fmt: skip
+        rows = [
+            (
+                f"{s['from']} → {s['to']}",
+                _pct(s["conversion"]),
+                _signed(change.get(f"{s['from']}->{s['to']}")),
+            )
+            for s in funnel
+        ]
         lines += _table(("step", "conversion", "change"), rows)
     return "\n".join(lines) + "\n"
 

@@ -76,17 +76,22 @@ class FakeAgent:
             if self.name == "hygiene":
                 prospect.tier, prospect.score = self.tier(task.prospect_id), 80.0
             session.add(
-                Activity(prospect_id=task.prospect_id, type="status_change", created_at=now,
-                         details={"from": task.from_state, "to": new_status})
-            )  # fmt: skip
+                Activity(
+                    prospect_id=task.prospect_id,
+                    type="status_change",
+                    created_at=now,
+                    details={"from": task.from_state, "to": new_status},
+                )
+            )
             await session.commit()
         return AgentResult(
             status=ResultStatus.COMPLETED, records_processed=1, new_status=new_status
         )
 
     def worker(self, client: Client) -> Worker:
-        return Worker(client, task_queue=agent_task_queue(self.name),
-                      activities=[self.process_prospect])  # fmt: skip
+        return Worker(
+            client, task_queue=agent_task_queue(self.name), activities=[self.process_prospect]
+        )
 
 
 async def prospect_status(sessionmaker: async_sessionmaker[AsyncSession], pid: int) -> str:

@@ -57,10 +57,16 @@ def prospect(
     """A prospect (and its contact, when ``email`` is given), as the prospector writes it."""
     entered = entered or datetime.now(UTC) - timedelta(minutes=1)
     p = Prospect(
-        id=pid, company_name="Acme", domain="acme.example", status=status, tier=tier,
-        status_changed_at=entered, created_at=entered, updated_at=entered,
+        id=pid,
+        company_name="Acme",
+        domain="acme.example",
+        status=status,
+        tier=tier,
+        status_changed_at=entered,
+        created_at=entered,
+        updated_at=entered,
         deleted_at=entered if deleted else None,
-    )  # fmt: skip
+    )
     rows: list[object] = [p]
     if email is not None:
         rows.append(Contact(prospect_id=pid, name="Ada", email=email, title="CEO"))

@@ -40,9 +40,11 @@ async def running(
 async def sweep(client: Client, settings: Settings, record_as: str | None = None) -> CycleSummary:
     workflow_id = f"sweep-{uuid.uuid4().hex[:10]}"
     summary = await client.execute_workflow(
-        CycleWorkflow.run, CycleInput(mode="handoffs"),
-        id=workflow_id, task_queue=settings.temporal.task_queue,
-    )  # fmt: skip
+        CycleWorkflow.run,
+        CycleInput(mode="handoffs"),
+        id=workflow_id,
+        task_queue=settings.temporal.task_queue,
+    )
     if record_as:
         await record_history(client, workflow_id, record_as, settings)
     return summary

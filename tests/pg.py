@@ -69,20 +69,40 @@ class PgCluster:
             os.chown(self.root, owner.pw_uid, owner.pw_gid)
         self.port = _free_port()
         subprocess.run(
-            self._cmd("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                      "-E", "UTF8", "--no-sync"),
-            check=True, capture_output=True,
-        )  # fmt: skip
+            self._cmd(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ),
+            check=True,
+            capture_output=True,
+        )
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=200"
         )
         subprocess.run(
-            self._cmd("pg_ctl", "-D", str(self.data), "-o", options,
-                      "-l", str(self.root / "server.log"), "-w", "start"),
-            check=True, capture_output=True,
-        )  # fmt: skip
+            self._cmd(
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-o",
+                options,
+                "-l",
+                str(self.root / "server.log"),
+                "-w",
+                "start",
+            ),
+            check=True,
+            capture_output=True,
+        )
 
     def stop(self) -> None:
         subprocess.run(

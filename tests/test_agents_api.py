@@ -18,9 +18,15 @@ from tests.factories import add, prospect, run
 AGENTS_URL = "/api/v1/agents"
 H = timedelta(hours=1)
 FIELDS = {
-    "name", "health", "paused", "paused_reason", "circuit_state", "circuit_changed_at",
-    "silenced_until", "queue_depth",
-}  # fmt: skip
+    "name",
+    "health",
+    "paused",
+    "paused_reason",
+    "circuit_state",
+    "circuit_changed_at",
+    "silenced_until",
+    "queue_depth",
+}
 
 
 async def seed_queue(sessionmaker: async_sessionmaker[AsyncSession], now: datetime) -> None:
@@ -43,10 +49,18 @@ async def seed_queue(sessionmaker: async_sessionmaker[AsyncSession], now: dateti
     await add(sessionmaker, *rows)
     await add(
         sessionmaker,
-        Handoff(id=handoff_id(11, "identified", entered), prospect_id=11,
-                from_state="identified", state_entered_at=entered, to_agent="hygiene",
-                status="running", attempt=1, created_at=entered, updated_at=entered),
-    )  # fmt: skip
+        Handoff(
+            id=handoff_id(11, "identified", entered),
+            prospect_id=11,
+            from_state="identified",
+            state_entered_at=entered,
+            to_agent="hygiene",
+            status="running",
+            attempt=1,
+            created_at=entered,
+            updated_at=entered,
+        ),
+    )
 
 
 async def listed(api: httpx.AsyncClient) -> list[dict[str, Any]]:
@@ -66,13 +80,27 @@ async def test_agents_list_health_controls_and_queue_depth(
     now = datetime.now(UTC)
     await seed_queue(agent_sessionmaker, now)
     # hygiene: 2 of 10 runs failed (degraded); researcher: all good; the others never ran
-    await add(agent_sessionmaker, *[run("hygiene", "failed" if i < 2 else "completed",
-                                        ago=H * (1 + i), now=now) for i in range(10)])  # fmt: skip
-    await add(agent_sessionmaker, *[run("researcher", ago=H * (1 + i), records=5, now=now)
-                              for i in range(3)])  # fmt: skip
-    await add(agent_sessionmaker, AgentControl(agent_name="outreach", paused=False,
-                                         circuit_state="open", circuit_changed_at=now - H,
-                                         updated_at=now - H))  # fmt: skip
+    await add(
+        agent_sessionmaker,
+        *[
+            run("hygiene", "failed" if i < 2 else "completed", ago=H * (1 + i), now=now)
+            for i in range(10)
+        ],
+    )
+    await add(
+        agent_sessionmaker,
+        *[run("researcher", ago=H * (1 + i), records=5, now=now) for i in range(3)],
+    )
+    await add(
+        agent_sessionmaker,
+        AgentControl(
+            agent_name="outreach",
+            paused=False,
+            circuit_state="open",
+            circuit_changed_at=now - H,
+            updated_at=now - H,
+        ),
+    )
 
     async with api_client(settings) as operator, api_client(settings, key=VIEWER_KEY) as viewer:
         before = await listed(viewer)
@@ -80,45 +108,60 @@ async def test_agents_list_health_controls_and_queue_depth(
         assert all(set(a) == FIELDS for a in before)
         by_name = {a["name"]: a for a in before}
         assert {n: a["queue_depth"] for n, a in by_name.items()} == {
-            "prospector": 0, "hygiene": 5, "researcher": 1, "outreach": 1,
-        }  # fmt: skip
+            "prospector": 0,
+            "hygiene": 5,
+            "researcher": 1,
+            "outreach": 1,
+        }
         assert {n: a["health"]["status"] for n, a in by_name.items()} == {
-            "prospector": "unknown", "hygiene": "degraded", "researcher": "healthy",
+            "prospector": "unknown",
+            "hygiene": "degraded",
+            "researcher": "healthy",
             "outreach": "unknown",
-        }  # fmt: skip
+        }
         hygiene = by_name["hygiene"]
         assert hygiene["health"]["agent_name"] == "hygiene"
         assert hygiene["health"]["error_rate"] == 0.2
         assert (hygiene["health"]["runs_last_24h"], hygiene["health"]["errors_last_24h"]) == (
-            10, 2,
-        )  # fmt: skip
-        assert {n: (a["paused"], a["circuit_state"], a["silenced_until"])
-                for n, a in by_name.items()} == {
-            "prospector": (False, "closed", None), "hygiene": (False, "closed", None),
-            "researcher": (False, "closed", None), "outreach": (False, "open", None),
-        }  # fmt: skip
+            10,
+            2,
+        )
+        assert {
+            n: (a["paused"], a["circuit_state"], a["silenced_until"]) for n, a in by_name.items()
+        } == {
+            "prospector": (False, "closed", None),
+            "hygiene": (False, "closed", None),
+            "researcher": (False, "closed", None),
+            "outreach": (False, "open", None),
+        }
         assert by_name["outreach"]["circuit_changed_at"] is not None
 
         # the viewer reads, but does not act
-        for action, body in (("pause", {"reason": "x"}), ("resume", None),
-                             ("silence", {"until": (now + H).isoformat()})):  # fmt: skip
+        for action, body in (
+            ("pause", {"reason": "x"}),
+            ("resume", None),
+            ("silence", {"until": (now + H).isoformat()}),
+        ):
             refused = await viewer.post(f"{AGENTS_URL}/researcher/{action}", json=body)
             assert refused.status_code == 403, (action, refused.text)
             assert "operator" in refused.json()["detail"]
         assert controls(await listed(operator)) == controls(before)  # nothing changed
 
-        paused = await operator.post(f"{AGENTS_URL}/researcher/pause",
-                                     json={"reason": "rate limited"})  # fmt: skip
+        paused = await operator.post(
+            f"{AGENTS_URL}/researcher/pause", json={"reason": "rate limited"}
+        )
         assert paused.status_code == 200, paused.text
         until = now + 2 * H
-        silenced = await operator.post(f"{AGENTS_URL}/hygiene/silence",
-                                       json={"until": until.isoformat()})  # fmt: skip
+        silenced = await operator.post(
+            f"{AGENTS_URL}/hygiene/silence", json={"until": until.isoformat()}
+        )
         assert silenced.status_code == 200, silenced.text
 
         after = {a["name"]: a for a in await listed(viewer)}
     assert (after["researcher"]["paused"], after["researcher"]["paused_reason"]) == (
-        True, "rate limited",
-    )  # fmt: skip
+        True,
+        "rate limited",
+    )
     assert after["researcher"]["queue_depth"] == 1  # paused: still waiting, still counted
     assert datetime.fromisoformat(after["hygiene"]["silenced_until"]) == until
     assert (after["hygiene"]["paused"], after["hygiene"]["queue_depth"]) == (False, 5)
@@ -128,15 +171,18 @@ async def test_agents_need_a_key(settings: Settings) -> None:
     async with api_client(settings, key=None) as anonymous:
         response = await anonymous.get(AGENTS_URL)
         assert response.status_code == 401, response.text
-        assert (await anonymous.post(f"{AGENTS_URL}/hygiene/pause",
-                                     json={"reason": "x"})).status_code == 401  # fmt: skip
+        assert (
+            await anonymous.post(f"{AGENTS_URL}/hygiene/pause", json={"reason": "x"})
+        ).status_code == 401
 
 
 async def test_empty_pipeline_lists_every_agent_idle(sessionmaker, settings: Settings) -> None:
     custom = settings.model_copy(update={"agents": {"hygiene": 20, "scorer": 3}})
     async with api_client(custom, key=VIEWER_KEY) as viewer:
         agents = await listed(viewer)
-    assert [(a["name"], a["queue_depth"], a["health"]["status"], a["circuit_state"])
-            for a in agents] == [
-        ("hygiene", 0, "unknown", "closed"), ("scorer", 0, "unknown", "closed"),
-    ]  # fmt: skip
+    assert [
+        (a["name"], a["queue_depth"], a["health"]["status"], a["circuit_state"]) for a in agents
+    ] == [
+        ("hygiene", 0, "unknown", "closed"),
+        ("scorer", 0, "unknown", "closed"),
+    ]

@@ -76,8 +76,9 @@ class Receiver:
         return [p.json["event"] for p in self.hooks()]
 
     def sinks(self, **overrides: Any) -> SinkConfig:
-        values = dict(webhook_url=f"{self.url}/hook", webhook_secret=SECRET,
-                      slack_url=f"{self.url}/slack")  # fmt: skip
+        values = dict(
+            webhook_url=f"{self.url}/hook", webhook_secret=SECRET, slack_url=f"{self.url}/slack"
+        )
         return SinkConfig(**{**values, **overrides})
 
 
@@ -118,14 +119,21 @@ def health(agent: str, status: str, rate: float, at: datetime) -> AgentHealth:
     """A health verdict as the monitor would compute it."""
     unhealthy = status in ("degraded", "failing")
     return AgentHealth(
-        agent_name=agent, status=HealthStatus(status),
+        agent_name=agent,
+        status=HealthStatus(status),
         reasons=[f"error rate {rate:.0%} in the window"] if unhealthy else [],
-        last_successful_run=at - H, last_run_duration_seconds=60.0,
-        avg_run_duration_seconds=60.0, runs_last_24h=10, errors_last_24h=round(rate * 10),
-        error_rate=rate, avg_records_per_run=20.0, expected_records_per_run=20,
-        last_failure_at=at - H if rate else None, last_error="boom" if rate else None,
+        last_successful_run=at - H,
+        last_run_duration_seconds=60.0,
+        avg_run_duration_seconds=60.0,
+        runs_last_24h=10,
+        errors_last_24h=round(rate * 10),
+        error_rate=rate,
+        avg_records_per_run=20.0,
+        expected_records_per_run=20,
+        last_failure_at=at - H if rate else None,
+        last_error="boom" if rate else None,
         checked_at=at,
-    )  # fmt: skip
+    )
 
 
 async def findings(
@@ -171,9 +179,11 @@ def signed(post: Post) -> bool:
 
 async def run_cycle(client: Client, settings: Settings, mode: str) -> CycleSummary:
     return await client.execute_workflow(
-        CycleWorkflow.run, CycleInput(mode=mode), id=f"test-alerts-{uuid.uuid4().hex[:10]}",
+        CycleWorkflow.run,
+        CycleInput(mode=mode),
+        id=f"test-alerts-{uuid.uuid4().hex[:10]}",
         task_queue=settings.temporal.task_queue,
-    )  # fmt: skip
+    )
 
 
 # --- the lifecycle -----------------------------------------------------------------------
@@ -292,12 +302,20 @@ async def test_silenced_agent_alerts_are_recorded_but_sent_only_after_the_silenc
     sinks = receiver.sinks()
 
     t1 = now + MINUTE
-    found = await findings(sessionmaker, t1, health("hygiene", "degraded", 0.2, t1),
-                           health("outreach", "degraded", 0.25, t1))  # fmt: skip
+    found = await findings(
+        sessionmaker,
+        t1,
+        health("hygiene", "degraded", 0.2, t1),
+        health("outreach", "degraded", 0.25, t1),
+    )
     assert found.alerts_created == 2
     t2 = now + 30 * MINUTE
-    await findings(sessionmaker, t2, health("hygiene", "failing", 0.5, t2),
-                   health("outreach", "degraded", 0.25, t2))  # fmt: skip
+    await findings(
+        sessionmaker,
+        t2,
+        health("hygiene", "failing", 0.5, t2),
+        health("outreach", "degraded", 0.25, t2),
+    )
     assert (await deliver(sessionmaker, sinks, http)).sent == 3
     assert {p.json["agent"] for p in receiver.hooks()} == {"outreach"}
     hygiene = await the_alert(sessionmaker, "agent_health:hygiene")
@@ -422,14 +440,19 @@ async def test_watchdog_raises_a_critical_alert_and_a_fresh_heartbeat_resolves_i
     assert (late.watchdog, late.delivery.sent) == ("created", 3)
     alert = await the_alert(sessionmaker, "watchdog")
     assert (alert.kind, alert.severity, alert.status, alert.agent_name) == (
-        "watchdog", "critical", "open", None,
-    )  # fmt: skip
+        "watchdog",
+        "critical",
+        "open",
+        None,
+    )
     assert "no monitor cycle has completed since" in alert.message
     [hook] = receiver.hooks()
     assert signed(hook)
     assert (hook.json["kind"], hook.json["severity"], hook.json["event"]) == (
-        "watchdog", "critical", "opened",
-    )  # fmt: skip
+        "watchdog",
+        "critical",
+        "opened",
+    )
     assert receiver.slack()[0].startswith(":rotating_light: *watchdog*")
 
     still = await after_cycle(activities, t0 + 20 * MINUTE, "handoffs")
@@ -472,10 +495,16 @@ async def test_watchdog_barks_when_no_monitor_cycle_ever_completed(
 
 def stalled_row(pid: int, status: HandoffStatus, at: datetime) -> Handoff:
     return Handoff(
-        id=handoff_id(pid, "identified", at), prospect_id=pid, from_state="identified",
-        state_entered_at=at, to_agent="hygiene", status=status.value, attempt=1,
-        created_at=at, updated_at=at,
-    )  # fmt: skip
+        id=handoff_id(pid, "identified", at),
+        prospect_id=pid,
+        from_state="identified",
+        state_entered_at=at,
+        to_agent="hygiene",
+        status=status.value,
+        attempt=1,
+        created_at=at,
+        updated_at=at,
+    )
 
 
 async def test_stalled_handoffs_over_the_threshold_raise_an_alert_until_they_clear(
@@ -483,8 +512,11 @@ async def test_stalled_handoffs_over_the_threshold_raise_an_alert_until_they_cle
 ) -> None:
     t0, activities = NOW, upkeep(sessionmaker, receiver, http)
     await add(agent_sessionmaker, heartbeat("monitor", t0))
-    await add(agent_sessionmaker, *[stalled_row(pid, HandoffStatus.STALLED, t0) for pid in (1, 2)],
-              stalled_row(3, HandoffStatus.RUNNING, t0))  # fmt: skip
+    await add(
+        agent_sessionmaker,
+        *[stalled_row(pid, HandoffStatus.STALLED, t0) for pid in (1, 2)],
+        stalled_row(3, HandoffStatus.RUNNING, t0),
+    )
     at_threshold = await after_cycle(activities, t0, "handoffs")
     assert at_threshold.stalled == 2 and await alerts(sessionmaker) == []
 
@@ -511,8 +543,11 @@ async def test_stalled_handoffs_over_the_threshold_raise_an_alert_until_they_cle
 
 
 def alerting(settings: Settings, receiver: Receiver) -> Settings:
-    alerts = AlertSettings(webhook_url=f"{receiver.url}/hook", webhook_secret=SECRET,
-                           slack_webhook_url=f"{receiver.url}/slack")  # fmt: skip
+    alerts = AlertSettings(
+        webhook_url=f"{receiver.url}/hook",
+        webhook_secret=SECRET,
+        slack_webhook_url=f"{receiver.url}/slack",
+    )
     return settings.model_copy(update={"alerts": alerts})
 
 
@@ -522,14 +557,21 @@ async def test_monitor_cycles_deliver_opened_worsened_and_resolved(
     settings = alerting(worker_settings, receiver)
     t = datetime.now(UTC)
     # hygiene: 2 of 10 runs failed (20%): degraded
-    await add(agent_sessionmaker, *[run("hygiene", "failed" if i < 2 else "completed",
-                                        ago=H * (1 + i), now=t) for i in range(10)])  # fmt: skip
+    await add(
+        agent_sessionmaker,
+        *[
+            run("hygiene", "failed" if i < 2 else "completed", ago=H * (1 + i), now=t)
+            for i in range(10)
+        ],
+    )
     async with build_worker(client, sessionmaker, settings):
         first = await run_cycle(client, settings, "monitor")
         second = await run_cycle(client, settings, "monitor")
         # 7 of 15 failed: failing
-        await add(agent_sessionmaker, *[run("hygiene", "failed", ago=H * 11 + MINUTE * i, now=t)
-                                  for i in range(5)])  # fmt: skip
+        await add(
+            agent_sessionmaker,
+            *[run("hygiene", "failed", ago=H * 11 + MINUTE * i, now=t) for i in range(5)],
+        )
         third = await run_cycle(client, settings, "monitor")
         # many good runs: healthy again
         await add(
@@ -540,8 +582,11 @@ async def test_monitor_cycles_deliver_opened_worsened_and_resolved(
     summaries = [first, second, third, fourth]
     assert all(s.health is not None and s.upkeep is not None for s in summaries)
     assert [s.health.statuses["hygiene"] for s in summaries if s.health] == [
-        HealthStatus.DEGRADED, HealthStatus.DEGRADED, HealthStatus.FAILING, HealthStatus.HEALTHY,
-    ]  # fmt: skip
+        HealthStatus.DEGRADED,
+        HealthStatus.DEGRADED,
+        HealthStatus.FAILING,
+        HealthStatus.HEALTHY,
+    ]
     assert [s.upkeep.delivery.sent for s in summaries if s.upkeep] == [3, 0, 3, 3]
     assert [s.upkeep.watchdog for s in summaries if s.upkeep] == ["unchanged"] * 4
     assert receiver.events() == ["opened", "worsened", "resolved"]
@@ -549,8 +594,10 @@ async def test_monitor_cycles_deliver_opened_worsened_and_resolved(
     opened, worsened, _ = (p.json for p in receiver.hooks())
     assert (opened["agent"], opened["severity"], opened["count"]) == ("hygiene", "warning", 1)
     assert (worsened["severity"], worsened["status"], worsened["count"]) == (
-        "critical", "failing", 3,
-    )  # fmt: skip
+        "critical",
+        "failing",
+        3,
+    )
     assert opened["web_ui_url"] == settings.temporal.web_ui_url
     texts = receiver.slack()
     assert "status degraded" in texts[0] and "error rate 20%" in texts[0]
@@ -574,8 +621,9 @@ async def test_cycles_raise_and_resolve_the_watchdog(
     assert (handoffs.upkeep.watchdog, handoffs.upkeep.delivery.sent) == ("created", 3)
     assert (monitor.upkeep.watchdog, monitor.upkeep.delivery.sent) == ("resolved", 3)
     assert [(p.json["kind"], p.json["event"]) for p in receiver.hooks()] == [
-        ("watchdog", "opened"), ("watchdog", "resolved"),
-    ]  # fmt: skip
+        ("watchdog", "opened"),
+        ("watchdog", "resolved"),
+    ]
     assert receiver.hooks()[0].json["severity"] == "critical"
 
 
@@ -586,15 +634,31 @@ async def seed_alerts(sessionmaker) -> dict[str, int]:
     """hygiene open (warning), researcher open (critical), outreach resolved, watchdog open."""
     policy, t0 = NotifyPolicy(), NOW
     specs = [
-        AlertSpec(fingerprint="agent_health:hygiene", kind="agent_health", severity="warning",
-                  message="hygiene is degraded", agent_name="hygiene"),
-        AlertSpec(fingerprint="agent_health:researcher", kind="agent_health",
-                  severity="critical", message="researcher is failing", agent_name="researcher"),
-        AlertSpec(fingerprint="agent_health:outreach", kind="agent_health", severity="warning",
-                  message="outreach is degraded", agent_name="outreach"),
-        AlertSpec(fingerprint="watchdog", kind="watchdog", severity="critical",
-                  message="no monitor cycle"),
-    ]  # fmt: skip
+        AlertSpec(
+            fingerprint="agent_health:hygiene",
+            kind="agent_health",
+            severity="warning",
+            message="hygiene is degraded",
+            agent_name="hygiene",
+        ),
+        AlertSpec(
+            fingerprint="agent_health:researcher",
+            kind="agent_health",
+            severity="critical",
+            message="researcher is failing",
+            agent_name="researcher",
+        ),
+        AlertSpec(
+            fingerprint="agent_health:outreach",
+            kind="agent_health",
+            severity="warning",
+            message="outreach is degraded",
+            agent_name="outreach",
+        ),
+        AlertSpec(
+            fingerprint="watchdog", kind="watchdog", severity="critical", message="no monitor cycle"
+        ),
+    ]
     async with sessionmaker() as session:
         for i, spec in enumerate(specs):
             await raise_alert(session, spec, t0 + i * MINUTE, policy)
@@ -617,12 +681,16 @@ async def test_alerts_api_filters_acknowledges_and_checks_roles(
     async with api_client(settings) as api, api_client(settings, key=VIEWER_KEY) as viewer:
         # most recently seen first
         assert await listed(viewer) == [
-            "agent_health:outreach", "watchdog", "agent_health:researcher",
+            "agent_health:outreach",
+            "watchdog",
+            "agent_health:researcher",
             "agent_health:hygiene",
-        ]  # fmt: skip
+        ]
         assert await listed(api, status="open") == [
-            "watchdog", "agent_health:researcher", "agent_health:hygiene",
-        ]  # fmt: skip
+            "watchdog",
+            "agent_health:researcher",
+            "agent_health:hygiene",
+        ]
         assert await listed(api, status="resolved") == ["agent_health:outreach"]
         assert await listed(api, agent="hygiene") == ["agent_health:hygiene"]
         assert await listed(api, status="open", agent="outreach") == []
@@ -638,8 +706,10 @@ async def test_alerts_api_filters_acknowledges_and_checks_roles(
         assert done.status_code == 200, done.text
         body = done.json()
         assert (body["id"], body["status"], body["acknowledged_by"]) == (
-            hygiene, "acknowledged", "test-operator",
-        )  # fmt: skip
+            hygiene,
+            "acknowledged",
+            "test-operator",
+        )
         assert body["acknowledged_at"] is not None
         # acknowledging again changes nothing: the first acknowledgement stands, audited once
         again = await api.post(f"{ALERTS}/{hygiene}/acknowledge")
@@ -655,10 +725,14 @@ async def test_alerts_api_filters_acknowledges_and_checks_roles(
         assert "already resolved" in resolved.json()["detail"]
         assert (await api.post(f"{ALERTS}/0/acknowledge")).status_code == 422
     async with sessionmaker() as session:
-        audit = list(await session.scalars(
-            select(OrchestratorAction).where(OrchestratorAction.action == "alert_acknowledged")
-        ))  # fmt: skip
+        audit = list(
+            await session.scalars(
+                select(OrchestratorAction).where(OrchestratorAction.action == "alert_acknowledged")
+            )
+        )
     assert [(a.agent_name, a.details) for a in audit] == [
-        ("hygiene", {"alert_id": hygiene, "fingerprint": "agent_health:hygiene",
-                     "by": "test-operator"}),
-    ]  # fmt: skip
+        (
+            "hygiene",
+            {"alert_id": hygiene, "fingerprint": "agent_health:hygiene", "by": "test-operator"},
+        ),
+    ]

@@ -13,8 +13,14 @@ from api.app import create_app
 from orchestrator.settings import Settings, TemporalSettings
 from tests.api_support import OPERATOR_KEY, VIEWER_KEY, api_client, free_port, with_keys
 
-SAMPLE = {"prospect_id": "1", "handoff_id": "1:identified:0", "report_date": "2026-01-05",
-          "name": "hygiene", "alert_id": "1", "run_id": "1"}  # fmt: skip
+SAMPLE = {
+    "prospect_id": "1",
+    "handoff_id": "1:identified:0",
+    "report_date": "2026-01-05",
+    "name": "hygiene",
+    "alert_id": "1",
+    "run_id": "1",
+}
 OPEN = {"/healthz", "/readyz", "/api/v1/handoffs/{handoff_id}/complete"}
 
 
@@ -50,9 +56,12 @@ def test_every_api_route_is_in_the_matrix() -> None:
 
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
 async def test_route_needs_a_key_and_the_right_role(
-    offline: Settings, engine: AsyncEngine, method: str, path: str,
+    offline: Settings,
+    engine: AsyncEngine,
+    method: str,
+    path: str,
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     caplog.set_level(logging.DEBUG)
     async with api_client(offline, key=None) as http:
         missing = await http.request(method, path)
@@ -92,8 +101,9 @@ async def test_a_server_without_keys_refuses_and_says_why(
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://t") as http,
     ):
-        response = await http.get("/api/v1/orchestrator/health",
-                                  headers={"X-API-Key": OPERATOR_KEY})  # fmt: skip
+        response = await http.get(
+            "/api/v1/orchestrator/health", headers={"X-API-Key": OPERATOR_KEY}
+        )
     assert response.status_code == 401
     assert "no API keys are configured" in response.json()["detail"]
 

@@ -33,9 +33,11 @@ AGENTS_URL = "/api/v1/agents"
 
 async def run_cycle(client: Client, settings: Settings, mode: str) -> CycleSummary:
     return await client.execute_workflow(
-        CycleWorkflow.run, CycleInput(mode=mode), id=f"test-breaker-{uuid.uuid4().hex[:10]}",
+        CycleWorkflow.run,
+        CycleInput(mode=mode),
+        id=f"test-breaker-{uuid.uuid4().hex[:10]}",
         task_queue=settings.temporal.task_queue,
-    )  # fmt: skip
+    )
 
 
 async def swept(client: Client, settings: Settings) -> tuple[int, int, int]:
@@ -55,10 +57,9 @@ async def actions(sessionmaker, agent: str) -> list[str]:
     async with sessionmaker() as session:
         rows = await session.scalars(
             select(OrchestratorAction.action)
-            .where(OrchestratorAction.agent_name == agent,
-                   OrchestratorAction.prospect_id.is_(None))
+            .where(OrchestratorAction.agent_name == agent, OrchestratorAction.prospect_id.is_(None))
             .order_by(OrchestratorAction.id)
-        )  # fmt: skip
+        )
         return list(rows)
 
 
@@ -79,13 +80,20 @@ async def pending_id(sessionmaker, pid: int) -> str:
 
 def failing_runs(agent: str, now: datetime) -> list[object]:
     """3 of 5 runs failed in the last hours: 60% errors, failing."""
-    return [run(agent, "failed" if i % 2 == 0 else "completed", ago=H * (1 + i), now=now)
-            for i in range(5)]  # fmt: skip
+    return [
+        run(agent, "failed" if i % 2 == 0 else "completed", ago=H * (1 + i), now=now)
+        for i in range(5)
+    ]
 
 
 def open_circuit(agent: str, since: datetime) -> AgentControl:
-    return AgentControl(agent_name=agent, paused=False, circuit_state="open",
-                        circuit_changed_at=since, updated_at=since)  # fmt: skip
+    return AgentControl(
+        agent_name=agent,
+        paused=False,
+        circuit_state="open",
+        circuit_changed_at=since,
+        updated_at=since,
+    )
 
 
 async def agents_by_name(api: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
@@ -154,8 +162,10 @@ async def test_failing_agent_opens_its_circuit_then_one_probe_closes_it(
         assert closed is not None
         assert (closed.circuit_state, closed.probe_handoff_id) == ("closed", None)
         assert await actions(sessionmaker, "hygiene") == [
-            "circuit_opened", "circuit_half_open", "circuit_closed",
-        ]  # fmt: skip
+            "circuit_opened",
+            "circuit_half_open",
+            "circuit_closed",
+        ]
 
         # closed: the next sweep starts the rest
         assert await swept(client, fast) == (2, 2, 0)
@@ -229,9 +239,11 @@ async def test_probe_that_never_reaches_the_agent_does_not_hold_the_circuit_half
     assert claimed is not None and claimed.probe_handoff_id == probe.id
     async with running(client, sessionmaker, worker_settings, agents):
         state = await client.execute_workflow(
-            HandoffWorkflow.run, HandoffInput(pending=probe), id=handoff_workflow_id(1),
+            HandoffWorkflow.run,
+            HandoffInput(pending=probe),
+            id=handoff_workflow_id(1),
             task_queue=worker_settings.temporal.task_queue,
-        )  # fmt: skip
+        )
         assert state.status is HandoffStatus.SUPERSEDED
         after = await control(sessionmaker, "hygiene")
         assert after is not None
@@ -270,8 +282,9 @@ async def test_paused_agent_defers_handoffs_and_resume_starts_them(
         assert agents["hygiene"].calls == []
         listed = await agents_by_name(api)
         assert (listed["hygiene"]["paused"], listed["hygiene"]["paused_reason"]) == (
-            True, "vendor outage",
-        )  # fmt: skip
+            True,
+            "vendor outage",
+        )
         assert listed["hygiene"]["queue_depth"] == 2
 
         resumed = await api.post(f"{AGENTS_URL}/hygiene/resume")
@@ -288,11 +301,16 @@ async def test_paused_agent_defers_handoffs_and_resume_starts_them(
         assert await prospect_status(sessionmaker, pid) == "in_sequence"
     assert agents["hygiene"].work == {(1, "identified"): 1, (2, "identified"): 1}
     async with sessionmaker() as session:
-        audit = list(await session.scalars(
-            select(OrchestratorAction).where(OrchestratorAction.agent_name == "hygiene",
-                                             OrchestratorAction.prospect_id.is_(None))
-            .order_by(OrchestratorAction.id)
-        ))  # fmt: skip
+        audit = list(
+            await session.scalars(
+                select(OrchestratorAction)
+                .where(
+                    OrchestratorAction.agent_name == "hygiene",
+                    OrchestratorAction.prospect_id.is_(None),
+                )
+                .order_by(OrchestratorAction.id)
+            )
+        )
     assert [(a.action, a.details) for a in audit] == [
         ("agent_paused", {"reason": "vendor outage", "by": "test-operator"}),
         ("agent_resumed", {"by": "test-operator"}),
@@ -321,7 +339,7 @@ async def test_chain_stops_before_a_paused_agent_and_goes_on_when_resumed(
         assert agents["researcher"].calls == []
         assert [(r.to_agent, r.status) for r in await ledger(sessionmaker, 1)] == [
             ("hygiene", "completed"),
-        ]  # fmt: skip
+        ]
         assert (await agents_by_name(api))["researcher"]["queue_depth"] == 1
         assert await swept(client, worker_settings) == (1, 0, 1)
 
@@ -331,8 +349,10 @@ async def test_chain_stops_before_a_paused_agent_and_goes_on_when_resumed(
         await wait_closed(client, 1)
         assert await prospect_status(sessionmaker, 1) == "in_sequence"
     assert [(r.to_agent, r.status) for r in await ledger(sessionmaker, 1)] == [
-        ("hygiene", "completed"), ("researcher", "completed"), ("outreach", "completed"),
-    ]  # fmt: skip
+        ("hygiene", "completed"),
+        ("researcher", "completed"),
+        ("outreach", "completed"),
+    ]
     assert agents["researcher"].work == {(1, "scored"): 1}
 
 
@@ -341,8 +361,11 @@ async def test_controls_refuse_unknown_agents_and_bad_input(
 ) -> None:
     now = datetime.now(UTC)
     async with api_client(settings) as api:
-        for action, body in (("pause", {"reason": "x"}), ("resume", None),
-                             ("silence", {"until": (now + H).isoformat()})):  # fmt: skip
+        for action, body in (
+            ("pause", {"reason": "x"}),
+            ("resume", None),
+            ("silence", {"until": (now + H).isoformat()}),
+        ):
             response = await api.post(f"{AGENTS_URL}/nobody/{action}", json=body)
             assert response.status_code == 404, (action, response.text)
             assert "unknown agent 'nobody'" in response.json()["detail"]
@@ -354,8 +377,7 @@ async def test_controls_refuse_unknown_agents_and_bad_input(
             assert "reason" in response.json()["detail"]
 
         naive = (now + H).replace(tzinfo=None).isoformat()
-        for until in (naive, (now + timedelta(days=31)).isoformat(),
-                      (now - H).isoformat()):  # fmt: skip
+        for until in (naive, (now + timedelta(days=31)).isoformat(), (now - H).isoformat()):
             response = await api.post(f"{AGENTS_URL}/hygiene/silence", json={"until": until})
             assert response.status_code == 422, (until, response.text)
             assert "until" in response.json()["detail"]

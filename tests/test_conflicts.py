@@ -48,8 +48,13 @@ def now() -> datetime:
 
 def lease(pid: int, agent: str, run_id: str | None, expires_at: datetime) -> RecordLock:
     acquired = expires_at - timedelta(hours=1)
-    return RecordLock(prospect_id=pid, agent_name=agent, run_id=run_id,
-                      acquired_at=acquired, expires_at=expires_at)  # fmt: skip
+    return RecordLock(
+        prospect_id=pid,
+        agent_name=agent,
+        run_id=run_id,
+        acquired_at=acquired,
+        expires_at=expires_at,
+    )
 
 
 def claim(
@@ -65,11 +70,19 @@ def claim(
     """A ledger row, as a handoff workflow (maybe a lost one) left it."""
     updated = updated or entered
     return Handoff(
-        id=handoff_id(pid, state, entered), prospect_id=pid, from_state=state,
-        state_entered_at=entered, to_agent=agent, status=status, attempt=1,
-        workflow_id=handoff_workflow_id(pid), workflow_run_id="lost-run",
-        created_at=entered, updated_at=updated, finished_at=finished,
-    )  # fmt: skip
+        id=handoff_id(pid, state, entered),
+        prospect_id=pid,
+        from_state=state,
+        state_entered_at=entered,
+        to_agent=agent,
+        status=status,
+        attempt=1,
+        workflow_id=handoff_workflow_id(pid),
+        workflow_run_id="lost-run",
+        created_at=entered,
+        updated_at=updated,
+        finished_at=finished,
+    )
 
 
 async def release(sessionmaker: Maker, at: datetime) -> tuple[int, int]:
@@ -172,8 +185,10 @@ async def test_concurrent_releases_release_each_stale_lease_exactly_once(
     for round_ in range(1, 4):  # three rounds: more chances for a race to show
         t, pids = now(), range(1000 * round_, 1000 * round_ + 200)
         seeded += pids
-        await add(agent_sessionmaker, *(lease(pid, "hygiene", f"h-{pid}", t - timedelta(seconds=1))
-                                  for pid in pids))  # fmt: skip
+        await add(
+            agent_sessionmaker,
+            *(lease(pid, "hygiene", f"h-{pid}", t - timedelta(seconds=1)) for pid in pids),
+        )
         results = await asyncio.gather(*(release(sessionmaker, t) for _ in range(5)))
         assert sum(expired for expired, _ in results) == 200, results
         assert sum(orphaned for _, orphaned in results) == 0
@@ -188,9 +203,11 @@ async def test_concurrent_releases_release_each_stale_lease_exactly_once(
 async def resolve(client: Client, settings: Settings) -> ResolveSummary:
     workflow_id = f"test-resolve-{uuid.uuid4().hex[:10]}"
     summary = await client.execute_workflow(
-        CycleWorkflow.run, CycleInput(mode="resolve"),
-        id=workflow_id, task_queue=settings.temporal.task_queue,
-    )  # fmt: skip
+        CycleWorkflow.run,
+        CycleInput(mode="resolve"),
+        id=workflow_id,
+        task_queue=settings.temporal.task_queue,
+    )
     await record_history(client, workflow_id, "cycle_resolve", settings)
     assert summary.steps_done == ["resolve"] and summary.conflicts is not None
     return summary.conflicts
@@ -287,8 +304,11 @@ async def test_live_lease_in_contention_is_kept_and_reported_with_its_holder(
     agents: dict[str, FakeAgent],
 ) -> None:
     pid = P + 2
-    settings = configured(worker_settings, contention_after=timedelta(seconds=1),
-                          blocked_retry_interval=timedelta(hours=1))  # fmt: skip
+    settings = configured(
+        worker_settings,
+        contention_after=timedelta(seconds=1),
+        blocked_retry_interval=timedelta(hours=1),
+    )
     async with running(client, sessionmaker, settings, agents), closing(client, pid):
         blocked_id = await blocked_handoff(client, sessionmaker, agent_sessionmaker, settings, pid)
         [held] = await locks(sessionmaker)
@@ -304,8 +324,11 @@ async def test_live_lease_in_contention_is_kept_and_reported_with_its_holder(
     assert "researcher holds the lease until" in conflict.detail and "keeps it" in conflict.detail
     [still] = await locks(sessionmaker)
     assert (still.id, still.agent_name, still.run_id, still.expires_at) == (
-        held.id, "researcher", "other-run", held.expires_at,
-    )  # fmt: skip
+        held.id,
+        "researcher",
+        "other-run",
+        held.expires_at,
+    )
     assert state is not None and state.status is HandoffStatus.BLOCKED
     assert [r.status for r in await ledger(sessionmaker, pid)] == ["blocked"]
     assert await audit(sessionmaker) == []
@@ -320,8 +343,11 @@ async def test_contention_is_reported_while_the_blocked_handoff_keeps_retrying(
     agents: dict[str, FakeAgent],
 ) -> None:
     pid = P + 3
-    settings = configured(worker_settings, contention_after=timedelta(seconds=2),
-                          blocked_retry_interval=timedelta(milliseconds=300))  # fmt: skip
+    settings = configured(
+        worker_settings,
+        contention_after=timedelta(seconds=2),
+        blocked_retry_interval=timedelta(milliseconds=300),
+    )
     async with running(client, sessionmaker, settings, agents), closing(client, pid):
         await blocked_handoff(client, sessionmaker, agent_sessionmaker, settings, pid)
         await asyncio.sleep(3)  # blocked 3 s, retrying every 0.3 s
@@ -337,9 +363,10 @@ async def test_duplicate_claim_is_closed_as_superseded_keeping_the_newest(
     newer = claim(pid, "needs_scoring", t - timedelta(minutes=2), updated=t)
     other = claim(pid + 1, "identified", t - timedelta(minutes=3), updated=t)  # one claim: fine
     await add(
-        agent_sessionmaker, *prospect("needs_scoring", entered=newer.state_entered_at, pid=pid),
+        agent_sessionmaker,
+        *prospect("needs_scoring", entered=newer.state_entered_at, pid=pid),
         *prospect("identified", entered=other.state_entered_at, pid=pid + 1),
-    )  # fmt: skip
+    )
     await add(agent_sessionmaker, older, newer, other)
     async with build_worker(client, sessionmaker, worker_settings):
         summary = await resolve(client, worker_settings)
@@ -393,9 +420,14 @@ async def test_two_running_agent_runs_for_one_handoff_are_reported_not_touched(
     rows = [run("researcher", "running", now=t) for _ in range(2)]
     for r in rows:
         r.handoff_id = "h-dup"
-    negatives = [run("researcher", "running", now=t), run("researcher", "running", now=t),
-                 run("outreach", "running", now=t), run("outreach", "completed", now=t),
-                 run("hygiene", "running", now=t), run("hygiene", "running", now=t)]  # fmt: skip
+    negatives = [
+        run("researcher", "running", now=t),
+        run("researcher", "running", now=t),
+        run("outreach", "running", now=t),
+        run("outreach", "completed", now=t),
+        run("hygiene", "running", now=t),
+        run("hygiene", "running", now=t),
+    ]
     for r, h in zip(negatives, ["h-a", "h-b", "h-c", "h-c", None, None], strict=True):
         r.handoff_id = h
     await add(agent_sessionmaker, *rows, *negatives)
@@ -458,8 +490,10 @@ async def test_concurrent_resolve_cycles_release_each_stale_lease_exactly_once(
     if db_url.startswith("sqlite"):
         pytest.skip("concurrent writers need PostgreSQL: SQLite serialises every write")
     t = now()
-    await add(agent_sessionmaker, *(lease(pid, "outreach", f"o-{pid}", t - timedelta(seconds=1))
-                              for pid in range(1, 201)))  # fmt: skip
+    await add(
+        agent_sessionmaker,
+        *(lease(pid, "outreach", f"o-{pid}", t - timedelta(seconds=1)) for pid in range(1, 201)),
+    )
     async with build_worker(client, sessionmaker, worker_settings):
         summaries = await asyncio.gather(*(resolve(client, worker_settings) for _ in range(5)))
     assert sum(s.by_kind.get("expired_lease", 0) for s in summaries) == 200

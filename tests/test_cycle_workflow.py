@@ -35,8 +35,10 @@ async def seed_mixed_health(sessionmaker) -> None:
     records), prospector never ran (unknown)."""
     t = now()
     rows = [run("hygiene", ago=H * (1 + i), records=20, now=t) for i in range(5)]
-    rows += [run("researcher", "failed" if i % 2 else "completed", ago=H * (1 + i), records=5,
-                 now=t) for i in range(6)]  # fmt: skip
+    rows += [
+        run("researcher", "failed" if i % 2 else "completed", ago=H * (1 + i), records=5, now=t)
+        for i in range(6)
+    ]
     rows += [run("outreach", ago=H * (1 + i), records=4, now=t) for i in range(3)]
     await add(sessionmaker, *rows)
 
@@ -64,8 +66,10 @@ async def test_monitor_cycle_raises_deduplicates_and_resolves_alerts(
         second = await run_cycle(client, worker_settings)
         # researcher recovers: many good runs make its error rate low again
         t = now()
-        await add(agent_sessionmaker, *[run("researcher", ago=timedelta(minutes=5 + i), records=5,
-                                      now=t) for i in range(60)])  # fmt: skip
+        await add(
+            agent_sessionmaker,
+            *[run("researcher", ago=timedelta(minutes=5 + i), records=5, now=t) for i in range(60)],
+        )
         third = await run_cycle(client, worker_settings)
 
     assert first.health is not None and second.health is not None and third.health is not None
@@ -130,9 +134,11 @@ async def test_unknown_mode_fails_and_names_the_known_ones(
     workflow_id = f"test-cycle-{uuid.uuid4().hex[:10]}"
     async with build_worker(client, sessionmaker, worker_settings):
         handle = await client.start_workflow(
-            CycleWorkflow.run, CycleInput(mode="everything"), id=workflow_id,
+            CycleWorkflow.run,
+            CycleInput(mode="everything"),
+            id=workflow_id,
             task_queue=worker_settings.temporal.task_queue,
-        )  # fmt: skip
+        )
         with pytest.raises(WorkflowFailureError) as failure:
             await handle.result()
     assert "known modes: monitor" in str(failure.value.cause)

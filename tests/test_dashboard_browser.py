@@ -37,9 +37,14 @@ ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
 SCREENSHOT = Path(__file__).parent / "artifacts" / "dashboard.png"
 # the network is closed: without these Chromium waits on updates, sync and GPU probes
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def browser_or_skip() -> None:
@@ -93,12 +98,27 @@ async def simulated_stack(tmp_path: Path) -> AsyncIterator[Stack]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
     output = tmp_path / "dev.log"
     process = subprocess.Popen(
-        [str(ORCHESTRATOR), "dev", "--simulate", "--speed", "5", "--state-dir", str(state_dir),
-         "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"]),
-         "--api-port", str(ports["api"])],
-        env=env, cwd=tmp_path, stdout=output.open("wb"), stderr=subprocess.STDOUT,
+        [
+            str(ORCHESTRATOR),
+            "dev",
+            "--simulate",
+            "--speed",
+            "5",
+            "--state-dir",
+            str(state_dir),
+            "--temporal-port",
+            str(ports["temporal"]),
+            "--ui-port",
+            str(ports["ui"]),
+            "--api-port",
+            str(ports["api"]),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=output.open("wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     api = f"http://127.0.0.1:{ports['api']}"
     try:
         key_file = state_dir / "dev-api-key"
@@ -180,8 +200,11 @@ async def check_page(page: Page, stack: Stack) -> None:
     cards = page.locator("[data-agent]")
     await expect(cards).to_have_count(4)
     assert await cards.evaluate_all("cs => cs.map(c => c.dataset.agent)") == [
-        "prospector", "hygiene", "researcher", "outreach",
-    ]  # fmt: skip
+        "prospector",
+        "hygiene",
+        "researcher",
+        "outreach",
+    ]
     for card in await cards.all():
         status = card.get_by_test_id("agent-status")
         await expect(status).to_have_text(re.compile(r"^(healthy|degraded|failing|unknown)$"))

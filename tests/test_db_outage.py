@@ -79,9 +79,12 @@ async def test_postgres_outage_mid_sweep_loses_and_doubles_nothing(
     sessionmaker = sessionmaker_for(engine)
     counting = CountingAgents(SimulatedAgents(sessionmaker, scenario(PROSPECTS, latency=0.2)))
     env = worker_env(
-        url, client.service_client.config.target_host, task_queue,
-        ORCH_HANDOFFS__PAGE_SIZE="20", ORCH_HANDOFFS__AGENT_MAX_ATTEMPTS=AGENT_ATTEMPTS,
-    )  # fmt: skip
+        url,
+        client.service_client.config.target_host,
+        task_queue,
+        ORCH_HANDOFFS__PAGE_SIZE="20",
+        ORCH_HANDOFFS__AGENT_MAX_ATTEMPTS=AGENT_ATTEMPTS,
+    )
     await seed(counting.agents, PROSPECTS)
     async with AsyncExitStack() as stack:
         await counting.serve(stack, client)
@@ -101,16 +104,22 @@ async def test_postgres_outage_mid_sweep_loses_and_doubles_nothing(
     figures = await outcome_figures(sessionmaker)
     await engine.dispose()
     outcome = Outcome(
-        test="db-outage", prospects=PROSPECTS, outage_seconds=OUTAGE_SECONDS,
-        in_flight_at_outage=in_flight, duplicates=len(counting.doubled()),
+        test="db-outage",
+        prospects=PROSPECTS,
+        outage_seconds=OUTAGE_SECONDS,
+        in_flight_at_outage=in_flight,
+        duplicates=len(counting.doubled()),
         agent_retries=sum(counting.calls.values()) - sum(counting.done.values()),
         drain_seconds=round(drain_seconds, 1),
-        extra={**figures.pop("extra"), "worker_exited": exited,
-               "sweep_running_at_outage": mid_sweep,
-               "sweep_progress_at_outage": progress,
-               "first_sweep": summary.handoffs.model_dump() if summary.handoffs else None},
+        extra={
+            **figures.pop("extra"),
+            "worker_exited": exited,
+            "sweep_running_at_outage": mid_sweep,
+            "sweep_progress_at_outage": progress,
+            "first_sweep": summary.handoffs.model_dump() if summary.handoffs else None,
+        },
         **figures,  # type: ignore[arg-type]
-    )  # fmt: skip
+    )
     outcome.show()
     outcome.save()
     assert exited is None, f"the worker exited by itself with {exited}"

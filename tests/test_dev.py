@@ -60,11 +60,23 @@ async def dev_stack(tmp_path: Path) -> AsyncIterator[DevStack]:
     state_dir = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
     process = subprocess.Popen(
-        [str(ORCHESTRATOR), "dev", "--state-dir", str(state_dir),
-         "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"]),
-         "--api-port", str(ports["api"])],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            str(ORCHESTRATOR),
+            "dev",
+            "--state-dir",
+            str(state_dir),
+            "--temporal-port",
+            str(ports["temporal"]),
+            "--ui-port",
+            str(ports["ui"]),
+            "--api-port",
+            str(ports["api"]),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     stack = DevStack(
         process,
         state_dir,

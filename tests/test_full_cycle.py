@@ -46,9 +46,15 @@ from workflows.types import CycleInput, CycleSummary
 
 MINUTE, H, D = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 SPEC_KEYS = {
-    "date", "total_prospects", "prospects_by_status", "prospects_by_tier", "activity",
-    "sequences", "agents", "summary",
-}  # fmt: skip
+    "date",
+    "total_prospects",
+    "prospects_by_status",
+    "prospects_by_tier",
+    "activity",
+    "sequences",
+    "agents",
+    "summary",
+}
 runner = CliRunner()
 IMPLEMENTED = getattr(modes, "IMPLEMENTED_MODES", frozenset(CycleMode))
 BUILT = [m.value for m in FULL_ORDER if m in IMPLEMENTED]
@@ -142,8 +148,10 @@ async def test_full_cycle_runs_every_built_step_in_order_and_stores_the_daily_re
     assert skipped(summary) == NOT_BUILT
     assert set(BUILT) | set(NOT_BUILT) == {"monitor", "handoffs", "resolve", "validate", "report"}
     assert [s for s in BUILT if s in ("monitor", "handoffs", "report")] == [
-        "monitor", "handoffs", "report",
-    ]  # fmt: skip
+        "monitor",
+        "handoffs",
+        "report",
+    ]
     assert summary.errors == {}
     assert summary.finished_at is not None and summary.finished_at >= summary.started_at
 

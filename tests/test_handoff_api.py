@@ -136,16 +136,24 @@ async def test_ledger_lists_a_chain_newest_first_filtered_and_paged(
         # a failed researcher handoff of another prospect, the newest row of all
         now = datetime.now(UTC)
         decoy = Handoff(
-            id=handoff_id(402, "scored", now), prospect_id=402, from_state="scored",
-            state_entered_at=now, to_agent="researcher", status="failed", attempt=1,
-            created_at=now, updated_at=now, finished_at=now,
-        )  # fmt: skip
+            id=handoff_id(402, "scored", now),
+            prospect_id=402,
+            from_state="scored",
+            state_entered_at=now,
+            to_agent="researcher",
+            status="failed",
+            attempt=1,
+            created_at=now,
+            updated_at=now,
+            finished_at=now,
+        )
         await add(agent_sessionmaker, decoy)
         assert [i["id"] for i in (await listed(api))["items"]] == [decoy.id, *chain]
         assert [i["id"] for i in (await listed(api, status="completed"))["items"]] == chain
         assert [i["id"] for i in (await listed(api, agent="researcher"))["items"]] == [
-            decoy.id, chain[1],
-        ]  # fmt: skip
+            decoy.id,
+            chain[1],
+        ]
         both = await listed(api, agent="researcher", status="completed")
         assert [i["id"] for i in both["items"]] == [chain[1]]
         assert [i["id"] for i in (await listed(api, prospect_id=401))["items"]] == chain
@@ -216,8 +224,10 @@ async def test_stalled_handoff_shows_its_live_state_and_history(
         after = (await api.get(prospect_url(411))).json()
         assert after["live"] is None
         assert [(h["to_agent"], h["status"]) for h in after["history"]] == [
-            ("outreach", "completed"), ("researcher", "completed"), ("hygiene", "completed"),
-        ]  # fmt: skip
+            ("outreach", "completed"),
+            ("researcher", "completed"),
+            ("hygiene", "completed"),
+        ]
 
 
 # --- POST /handoffs/{id}/retry -------------------------------------------------------------
@@ -235,7 +245,7 @@ async def test_retry_signals_a_blocked_handoff_until_the_lease_is_free(
         agent_sessionmaker,
         *prospect("identified", pid=420),
         held_lease(420, "researcher"),
-    )  # fmt: skip
+    )
     async with (
         running(client, sessionmaker, settings, agents),
         api_client(settings, client) as api,
@@ -249,8 +259,10 @@ async def test_retry_signals_a_blocked_handoff_until_the_lease_is_free(
         signalled = await api.post(f"{HANDOFFS}/{hid}/retry")
         assert signalled.status_code == 202, signalled.text
         assert signalled.json() == {
-            "handoff_id": hid, "action": "signalled", "workflow_id": handoff_workflow_id(420),
-        }  # fmt: skip
+            "handoff_id": hid,
+            "action": "signalled",
+            "workflow_id": handoff_workflow_id(420),
+        }
 
         async def tried_again() -> bool:
             state = await live(api, 420)
@@ -273,8 +285,10 @@ async def test_retry_signals_a_blocked_handoff_until_the_lease_is_free(
 
         rows = await ledger(sessionmaker, 420)
         assert [(r.to_agent, r.status) for r in rows] == [
-            ("hygiene", "completed"), ("researcher", "completed"), ("outreach", "completed"),
-        ]  # fmt: skip
+            ("hygiene", "completed"),
+            ("researcher", "completed"),
+            ("outreach", "completed"),
+        ]
         assert await prospect_status(sessionmaker, 420) == "in_sequence"
         assert await locks(sessionmaker) == []
 
@@ -309,15 +323,18 @@ async def test_retry_restarts_a_failed_handoff_which_then_completes(
         response = await api.post(f"{HANDOFFS}/{row.id}/retry")
         assert response.status_code == 202, response.text
         assert response.json() == {
-            "handoff_id": row.id, "action": "restarted", "workflow_id": handoff_workflow_id(430),
-        }  # fmt: skip
+            "handoff_id": row.id,
+            "action": "restarted",
+            "workflow_id": handoff_workflow_id(430),
+        }
         await wait_closed(client, 430)
 
     rows = await ledger(sessionmaker, 430)
     assert [(r.to_agent, r.status, r.attempt) for r in rows] == [
-        ("hygiene", "completed", 2), ("researcher", "completed", 1),
+        ("hygiene", "completed", 2),
+        ("researcher", "completed", 1),
         ("outreach", "completed", 1),
-    ]  # fmt: skip
+    ]
     assert rows[0].id == row.id
     assert [c.attempt for c in hygiene.calls] == [1, 2]
     assert hygiene.work == {(430, "identified"): 1}
@@ -336,7 +353,7 @@ async def test_a_blocked_handoff_cancelled_then_retried_runs_again(
         agent_sessionmaker,
         *prospect("identified", pid=431),
         held_lease(431, "outreach"),
-    )  # fmt: skip
+    )
     async with (
         running(client, sessionmaker, settings, agents),
         api_client(settings, client) as api,
@@ -360,9 +377,10 @@ async def test_a_blocked_handoff_cancelled_then_retried_runs_again(
         await wait_closed(client, 431)
     rows = await ledger(sessionmaker, 431)
     assert [(r.to_agent, r.status, r.attempt) for r in rows] == [
-        ("hygiene", "completed", 2), ("researcher", "completed", 1),
+        ("hygiene", "completed", 2),
+        ("researcher", "completed", 1),
         ("outreach", "completed", 1),
-    ]  # fmt: skip
+    ]
     assert agents["hygiene"].work == {(431, "identified"): 1}
     assert await locks(sessionmaker) == []
 
@@ -407,7 +425,7 @@ async def test_retry_revives_a_handoff_whose_workflow_was_terminated(
         agent_sessionmaker,
         *prospect("identified", pid=433),
         held_lease(433, "outreach"),
-    )  # fmt: skip
+    )
     async with (
         running(client, sessionmaker, settings, agents),
         api_client(settings, client) as api,

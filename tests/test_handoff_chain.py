@@ -37,8 +37,10 @@ async def test_identified_prospect_reaches_outreach_through_three_agents_in_one_
         ("research_complete", "outreach", "completed"),
     ]
     assert {name: sum(a.work.values()) for name, a in agents.items()} == {
-        "hygiene": 1, "researcher": 1, "outreach": 1,
-    }  # fmt: skip
+        "hygiene": 1,
+        "researcher": 1,
+        "outreach": 1,
+    }
     async with sessionmaker() as session:
         actions = list(await session.scalars(select(OrchestratorAction)))
     assert [a.action for a in actions] == ["handoff_executed"] * 3

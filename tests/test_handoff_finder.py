@@ -98,10 +98,13 @@ async def begin(
         return await begin_handoff(
             session,
             BeginInput(
-                pending=pending, workflow_id=handoff_workflow_id(pending.prospect_id),
-                run_id=run_id, lease_ttl=TTL, retry=retry,
+                pending=pending,
+                workflow_id=handoff_workflow_id(pending.prospect_id),
+                run_id=run_id,
+                lease_ttl=TTL,
+                retry=retry,
             ),
-        )  # fmt: skip
+        )
 
 
 def finish_input(
@@ -114,11 +117,15 @@ def finish_input(
 ) -> FinishInput:
     result_status = ResultStatus.COMPLETED if status is HandoffStatus.COMPLETED else None
     return FinishInput(
-        pending=pending, workflow_id=handoff_workflow_id(pending.prospect_id), attempt=attempt,
+        pending=pending,
+        workflow_id=handoff_workflow_id(pending.prospect_id),
+        attempt=attempt,
         run_id=run_id,
-        status=status, detail=f"{status.value} by test", find_next=find_next,
+        status=status,
+        detail=f"{status.value} by test",
+        find_next=find_next,
         result=AgentResult(status=result_status, records_processed=1) if result_status else None,
-    )  # fmt: skip
+    )
 
 
 async def finish(sessionmaker: Maker, input: FinishInput) -> FinishResult:
@@ -147,9 +154,12 @@ def flat(*row_lists: list[object]) -> list[object]:
 
 def foreign_lock(pid: int, agent: str, expires_at: datetime) -> RecordLock:
     return RecordLock(
-        prospect_id=pid, agent_name=agent, run_id="other", acquired_at=ago(30),
+        prospect_id=pid,
+        agent_name=agent,
+        run_id="other",
+        acquired_at=ago(30),
         expires_at=expires_at,
-    )  # fmt: skip
+    )
 
 
 # --- the trigger rules ---------------------------------------------------------------------
@@ -157,13 +167,19 @@ def foreign_lock(pid: int, agent: str, expires_at: datetime) -> RecordLock:
 
 @pytest.mark.parametrize(
     ("status", "tier", "agent"),
-    [("identified", None, "hygiene"), ("needs_scoring", None, "hygiene"),
-     ("scored", "A1", "researcher"), ("scored", "A2", "researcher"),
-     ("needs_research", None, "researcher"), ("research_complete", "A1", "outreach"),
-     ("research_complete", "A2", "outreach"), ("research_complete", "B", "outreach"),
-     ("ready_for_outreach", None, "outreach")],
+    [
+        ("identified", None, "hygiene"),
+        ("needs_scoring", None, "hygiene"),
+        ("scored", "A1", "researcher"),
+        ("scored", "A2", "researcher"),
+        ("needs_research", None, "researcher"),
+        ("research_complete", "A1", "outreach"),
+        ("research_complete", "A2", "outreach"),
+        ("research_complete", "B", "outreach"),
+        ("ready_for_outreach", None, "outreach"),
+    ],
     ids=lambda v: str(v),
-)  # fmt: skip
+)
 async def test_prospect_in_trigger_state_is_handed_to_the_next_agent(
     sessionmaker, agent_sessionmaker, status, tier, agent
 ) -> None:
@@ -191,20 +207,41 @@ async def test_research_complete_needs_only_one_contact_with_an_email(
 
 @pytest.mark.parametrize(
     ("status", "tier", "emails"),
-    [("scored", "C", ["ceo@example.com"]), ("scored", "B", ["ceo@example.com"]),
-     ("scored", "D", ["ceo@example.com"]), ("scored", None, ["ceo@example.com"]),
-     ("research_complete", "C", ["ceo@example.com"]),
-     ("research_complete", "A1", []), ("research_complete", "A1", [None]),
-     ("research_complete", "A1", ["not-an-email"]), ("research_complete", "B", ["@example.com"]),
-     ("research_complete", "A2", ["ada@"]), ("research_complete", "A1", [""]),
-     ("in_sequence", "A1", ["ceo@example.com"]), ("nurture", "A1", ["ceo@example.com"]),
-     ("disqualified", None, ["ceo@example.com"]), ("bogus", "A1", ["ceo@example.com"])],
-    ids=["scored-C", "scored-B", "scored-D", "scored-no-tier", "research_complete-C",
-         "research_complete-no-contact", "research_complete-null-email",
-         "research_complete-malformed-email", "research_complete-no-local-part",
-         "research_complete-no-domain", "research_complete-empty-email", "in_sequence",
-         "nurture", "disqualified", "unknown-state"],
-)  # fmt: skip
+    [
+        ("scored", "C", ["ceo@example.com"]),
+        ("scored", "B", ["ceo@example.com"]),
+        ("scored", "D", ["ceo@example.com"]),
+        ("scored", None, ["ceo@example.com"]),
+        ("research_complete", "C", ["ceo@example.com"]),
+        ("research_complete", "A1", []),
+        ("research_complete", "A1", [None]),
+        ("research_complete", "A1", ["not-an-email"]),
+        ("research_complete", "B", ["@example.com"]),
+        ("research_complete", "A2", ["ada@"]),
+        ("research_complete", "A1", [""]),
+        ("in_sequence", "A1", ["ceo@example.com"]),
+        ("nurture", "A1", ["ceo@example.com"]),
+        ("disqualified", None, ["ceo@example.com"]),
+        ("bogus", "A1", ["ceo@example.com"]),
+    ],
+    ids=[
+        "scored-C",
+        "scored-B",
+        "scored-D",
+        "scored-no-tier",
+        "research_complete-C",
+        "research_complete-no-contact",
+        "research_complete-null-email",
+        "research_complete-malformed-email",
+        "research_complete-no-local-part",
+        "research_complete-no-domain",
+        "research_complete-empty-email",
+        "in_sequence",
+        "nurture",
+        "disqualified",
+        "unknown-state",
+    ],
+)
 async def test_prospect_not_matching_any_trigger_is_not_pending(
     sessionmaker, agent_sessionmaker, status, tier, emails
 ) -> None:
@@ -221,10 +258,16 @@ async def test_prospect_not_matching_any_trigger_is_not_pending(
 
 @pytest.mark.parametrize(
     ("status", "tier"),
-    [("identified", None), ("needs_scoring", None), ("scored", "A1"), ("needs_research", None),
-     ("research_complete", "A1"), ("ready_for_outreach", None)],
+    [
+        ("identified", None),
+        ("needs_scoring", None),
+        ("scored", "A1"),
+        ("needs_research", None),
+        ("research_complete", "A1"),
+        ("ready_for_outreach", None),
+    ],
     ids=lambda v: str(v),
-)  # fmt: skip
+)
 async def test_deleted_prospect_is_never_pending(
     sessionmaker, agent_sessionmaker, status, tier
 ) -> None:
@@ -237,12 +280,15 @@ async def test_pending_for_prospect_agrees_with_the_finder(
     sessionmaker, agent_sessionmaker
 ) -> None:
     rows = [
-        prospect("identified", pid=1), prospect("scored", tier="A2", pid=2),
-        prospect("scored", tier="C", pid=3), prospect("research_complete", tier="B", pid=4),
+        prospect("identified", pid=1),
+        prospect("scored", tier="A2", pid=2),
+        prospect("scored", tier="C", pid=3),
+        prospect("research_complete", tier="B", pid=4),
         prospect("research_complete", tier="B", email=None, pid=5),
-        prospect("needs_research", deleted=True, pid=6), prospect("in_sequence", pid=7),
+        prospect("needs_research", deleted=True, pid=6),
+        prospect("in_sequence", pid=7),
         prospect("ready_for_outreach", pid=8),
-    ]  # fmt: skip
+    ]
     await add(agent_sessionmaker, *flat(*rows))
     found = {p.prospect_id: p for p in await find(sessionmaker)}
     assert sorted(found) == [1, 2, 4, 8]
@@ -257,11 +303,13 @@ async def test_keyset_pages_cover_every_pending_prospect_once_in_id_order(
     sessionmaker, agent_sessionmaker
 ) -> None:
     qualifying = [
-        prospect("identified", pid=1 + 3 * k) if k % 3 == 0
-        else prospect("scored", tier="A1", pid=1 + 3 * k) if k % 3 == 1
+        prospect("identified", pid=1 + 3 * k)
+        if k % 3 == 0
+        else prospect("scored", tier="A1", pid=1 + 3 * k)
+        if k % 3 == 1
         else prospect("research_complete", tier="B", pid=1 + 3 * k)
         for k in range(25)
-    ]  # fmt: skip
+    ]
     noise = [
         prospect("scored", tier="C", pid=2 + 3 * k)
         if k % 2 == 0
@@ -416,8 +464,12 @@ async def test_first_begin_leases_the_record_for_the_target_agent(
     assert before + TTL <= lock.expires_at <= after + TTL
     [row] = await ledger(sessionmaker, 1)
     assert (row.id, row.status, row.attempt, row.to_agent, row.workflow_run_id) == (
-        pending.id, "running", 1, "researcher", "run-1",
-    )  # fmt: skip
+        pending.id,
+        "running",
+        1,
+        "researcher",
+        "run-1",
+    )
     assert row.finished_at is None
 
 
@@ -633,13 +685,15 @@ async def test_finish_returns_the_next_handoff_when_the_prospect_moved_into_a_tr
 
 @pytest.mark.parametrize(
     ("moved_to", "tier", "status", "find_next"),
-    [(None, None, HandoffStatus.COMPLETED, True),
-     ("scored", "C", HandoffStatus.COMPLETED, True),
-     ("disqualified", None, HandoffStatus.COMPLETED, True),
-     ("scored", "A1", HandoffStatus.FAILED, True),
-     ("scored", "A1", HandoffStatus.COMPLETED, False)],
+    [
+        (None, None, HandoffStatus.COMPLETED, True),
+        ("scored", "C", HandoffStatus.COMPLETED, True),
+        ("disqualified", None, HandoffStatus.COMPLETED, True),
+        ("scored", "A1", HandoffStatus.FAILED, True),
+        ("scored", "A1", HandoffStatus.COMPLETED, False),
+    ],
     ids=["did-not-move", "scored-C", "disqualified", "failed", "chain-limit"],
-)  # fmt: skip
+)
 async def test_finish_returns_no_next_handoff_otherwise(
     sessionmaker, agent_sessionmaker, moved_to, tier, status, find_next
 ) -> None:
@@ -665,10 +719,11 @@ async def test_finder_issues_two_statements_whatever_the_number_of_prospects(
 
     async def statements_for(first_pid: int, n: int) -> tuple[int, int]:
         rows = [
-            prospect("research_complete", tier="A2", pid=pid) if pid % 2
+            prospect("research_complete", tier="A2", pid=pid)
+            if pid % 2
             else prospect("scored", tier="A1", pid=pid)
             for pid in range(first_pid, first_pid + n)
-        ]  # fmt: skip
+        ]
         await add(agent_sessionmaker, *flat(*rows))
         statements.clear()
         event.listen(engine.sync_engine, "before_cursor_execute", record)

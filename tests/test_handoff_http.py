@@ -61,10 +61,12 @@ class HttpResearcher:
         result = await self.agent._advance(task)
         body = result.model_dump_json().encode()
         async with httpx.AsyncClient() as http:
-            forged = await http.post(callback, content=body,
-                                     headers={SIGNATURE_HEADER: sign(body, "wrong")})  # fmt: skip
-            good = await http.post(callback, content=body,
-                                   headers={SIGNATURE_HEADER: sign(body, SECRET)})  # fmt: skip
+            forged = await http.post(
+                callback, content=body, headers={SIGNATURE_HEADER: sign(body, "wrong")}
+            )
+            good = await http.post(
+                callback, content=body, headers={SIGNATURE_HEADER: sign(body, SECRET)}
+            )
         self.callback_statuses += [forged.status_code, good.status_code]
 
 
@@ -110,8 +112,9 @@ async def test_http_agent_answering_at_once_is_signed_and_chained(
     assert (task.prospect_id, task.from_state, task.agent) == (21, "scored", "researcher")
     rows = await ledger(sessionmaker, 21)
     assert [(r.to_agent, r.status) for r in rows] == [
-        ("researcher", "completed"), ("outreach", "completed"),
-    ]  # fmt: skip
+        ("researcher", "completed"),
+        ("outreach", "completed"),
+    ]
     assert await prospect_status(sessionmaker, 21) == "in_sequence"
 
 

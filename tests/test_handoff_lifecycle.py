@@ -90,7 +90,7 @@ async def test_blocked_handoff_is_visible_and_a_retry_signal_unblocks_it(
         agent_sessionmaker,
         *prospect("identified", pid=9),
         held_lease(9, "researcher", run_id="other-run", held_for=timedelta(hours=2)),
-    )  # fmt: skip
+    )
     async with running(client, sessionmaker, settings, agents):
         await sweep(client, settings)
         await wait_until(lambda: listed_by_status(client, "blocked", 9))
@@ -175,9 +175,14 @@ async def test_deferred_when_the_agent_is_paused(
     await add(
         agent_sessionmaker,
         *prospect("identified", pid=12),
-        AgentControl(agent_name="hygiene", paused=True, paused_reason="maintenance",
-                     circuit_state="closed", updated_at=now),
-    )  # fmt: skip
+        AgentControl(
+            agent_name="hygiene",
+            paused=True,
+            paused_reason="maintenance",
+            circuit_state="closed",
+            updated_at=now,
+        ),
+    )
     async with running(client, sessionmaker, worker_settings, agents):
         summary = await sweep(client, worker_settings)
     assert summary.handoffs is not None

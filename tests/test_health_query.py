@@ -41,10 +41,14 @@ async def test_empty_database_reports_every_agent_unknown(sessionmaker) -> None:
 
 @pytest.mark.parametrize(
     ("completed", "failed", "expected"),
-    [(19, 1, HealthStatus.HEALTHY), (9, 1, HealthStatus.DEGRADED),
-     (7, 3, HealthStatus.DEGRADED), (6, 4, HealthStatus.FAILING)],
+    [
+        (19, 1, HealthStatus.HEALTHY),
+        (9, 1, HealthStatus.DEGRADED),
+        (7, 3, HealthStatus.DEGRADED),
+        (6, 4, HealthStatus.FAILING),
+    ],
     ids=["5pct-healthy", "10pct-degraded", "30pct-degraded", "40pct-failing"],
-)  # fmt: skip
+)
 async def test_error_rate_boundaries(
     sessionmaker, agent_sessionmaker, completed, failed, expected
 ) -> None:
@@ -58,10 +62,14 @@ async def test_error_rate_boundaries(
 
 @pytest.mark.parametrize(
     ("since_success", "expected"),
-    [(H * 5, HealthStatus.HEALTHY), (H * 6, HealthStatus.DEGRADED),
-     (H * 24, HealthStatus.DEGRADED), (H * 25, HealthStatus.FAILING)],
+    [
+        (H * 5, HealthStatus.HEALTHY),
+        (H * 6, HealthStatus.DEGRADED),
+        (H * 24, HealthStatus.DEGRADED),
+        (H * 25, HealthStatus.FAILING),
+    ],
     ids=["5h", "6h", "24h", "25h"],
-)  # fmt: skip
+)
 async def test_time_since_last_success_boundaries(
     sessionmaker, agent_sessionmaker, since_success, expected
 ) -> None:
@@ -74,10 +82,14 @@ async def test_time_since_last_success_boundaries(
 
 @pytest.mark.parametrize(
     ("records", "expected"),
-    [(11, HealthStatus.HEALTHY), (10, HealthStatus.DEGRADED),
-     (4, HealthStatus.DEGRADED), (3, HealthStatus.FAILING)],
+    [
+        (11, HealthStatus.HEALTHY),
+        (10, HealthStatus.DEGRADED),
+        (4, HealthStatus.DEGRADED),
+        (3, HealthStatus.FAILING),
+    ],
     ids=["55pct", "50pct", "20pct", "15pct"],
-)  # fmt: skip
+)
 async def test_records_per_run_boundaries(
     sessionmaker, agent_sessionmaker, records, expected
 ) -> None:

@@ -13,10 +13,23 @@ from db.engine import create_engine, create_sessionmaker
 from db.migrate import current_revision, upgrade
 from db.models import Base, CycleHeartbeat
 
-AGENT_TABLES = {"prospects", "contacts", "activities", "outreach_sequences", "agent_runs",
-                "record_locks"}  # fmt: skip
-OWN_TABLES = {"handoffs", "alerts", "pipeline_reports", "orchestrator_actions", "events",
-              "agent_controls", "state_violations"}  # fmt: skip
+AGENT_TABLES = {
+    "prospects",
+    "contacts",
+    "activities",
+    "outreach_sequences",
+    "agent_runs",
+    "record_locks",
+}
+OWN_TABLES = {
+    "handoffs",
+    "alerts",
+    "pipeline_reports",
+    "orchestrator_actions",
+    "events",
+    "agent_controls",
+    "state_violations",
+}
 
 
 async def test_upgrade_creates_every_table_of_the_design(engine: AsyncEngine) -> None:

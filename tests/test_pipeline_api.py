@@ -24,14 +24,23 @@ PIPELINE_URL = "/api/v1/orchestrator/pipeline"
 
 
 def moved(pid: int, to: str, at: datetime) -> Activity:
-    return Activity(prospect_id=pid, type="status_change", created_at=at,
-                    details={"from": "x", "to": to})  # fmt: skip
+    return Activity(
+        prospect_id=pid, type="status_change", created_at=at, details={"from": "x", "to": to}
+    )
 
 
 def ledger(pid: int, status: str, at: datetime) -> Handoff:
-    return Handoff(id=handoff_id(pid, "identified", at), prospect_id=pid, from_state="identified",
-                   state_entered_at=at, to_agent="hygiene", status=status, attempt=1,
-                   created_at=at, updated_at=at)  # fmt: skip
+    return Handoff(
+        id=handoff_id(pid, "identified", at),
+        prospect_id=pid,
+        from_state="identified",
+        state_entered_at=at,
+        to_agent="hygiene",
+        status=status,
+        attempt=1,
+        created_at=at,
+        updated_at=at,
+    )
 
 
 async def seed(
@@ -60,12 +69,15 @@ async def seed(
     )
     await add(
         sessions,
-        ledger(1, "running", now - hour), ledger(2, "running", now - hour),
-        ledger(3, "blocked", now - hour), ledger(4, "completed", now - hour),
+        ledger(1, "running", now - hour),
+        ledger(2, "running", now - hour),
+        ledger(3, "blocked", now - hour),
+        ledger(4, "completed", now - hour),
         Event(dedup_key="a", kind="agent_paused", agent_name="hygiene", payload={}, created_at=now),
-        Event(dedup_key="b", kind="agent_resumed", agent_name="hygiene", payload={},
-              created_at=now),
-    )  # fmt: skip
+        Event(
+            dedup_key="b", kind="agent_resumed", agent_name="hygiene", payload={}, created_at=now
+        ),
+    )
 
 
 async def test_pipeline_counts_states_funnel_and_handoffs(
@@ -85,16 +97,20 @@ async def test_pipeline_counts_states_funnel_and_handoffs(
     assert sum(counts.values()) == body["total"] == 6
     assert [s["known"] for s in body["states"]][-1] is False
     assert {s["state"] for s in body["states"] if s["terminal"]} == {
-        "meeting_booked", "closed_lost", "disqualified",
-    }  # fmt: skip
+        "meeting_booked",
+        "closed_lost",
+        "disqualified",
+    }
 
     # prospect 7 was added days ago and deleted; 1-3 were added a minute ago
     entries = body["funnel_entries"]
     assert (entries["identified"], entries["scored"], entries["research_complete"]) == (3, 4, 1)
     first, second = body["funnel"][:2]
     assert (first["from_state"], first["to_state"], first["conversion"]) == (
-        "identified", "scored", 4 / 3,
-    )  # fmt: skip
+        "identified",
+        "scored",
+        4 / 3,
+    )
     assert second["conversion"] == 0.25
 
     assert body["handoffs"] == {"running": 2, "blocked": 1, "completed": 1}
@@ -123,9 +139,12 @@ async def test_cycles_lists_this_task_queues_cycles_with_web_ui_links(
 ) -> None:
     workflow_id = f"cycle-monitor-test-{settings.temporal.task_queue}"
     handle = await client.start_workflow(
-        CycleWorkflow.run, CycleInput(mode="monitor"), id=workflow_id,
-        task_queue=settings.temporal.task_queue, search_attributes=cycle_attributes("monitor"),
-    )  # fmt: skip
+        CycleWorkflow.run,
+        CycleInput(mode="monitor"),
+        id=workflow_id,
+        task_queue=settings.temporal.task_queue,
+        search_attributes=cycle_attributes("monitor"),
+    )
     try:
         async with api_client(settings, temporal_client=client, key=VIEWER_KEY) as api:
             for _ in range(50):  # visibility is eventually consistent

@@ -50,10 +50,19 @@ HEAD = "Pipeline has 120 total prospects (7 A1, 12 A2). Added 9 new prospects to
         (0, 0.30, " Response rate is strong at 30%."),
     ],
     ids=[
-        "20pct", "just-over-15", "exactly-15", "10pct", "just-over-5", "exactly-5", "zero",
-        "no-email-5pct", "no-email-zero", "no-email-6pct", "no-email-30pct",
+        "20pct",
+        "just-over-15",
+        "exactly-15",
+        "10pct",
+        "just-over-5",
+        "exactly-5",
+        "zero",
+        "no-email-5pct",
+        "no-email-zero",
+        "no-email-6pct",
+        "no-email-30pct",
     ],
-)  # fmt: skip
+)
 def test_summary_follows_the_spec_at_each_boundary(emails: int, rate: float, tail: str) -> None:
     assert summary_sentence(120, 9, TIERS, emails, rate) == f"{HEAD} Sent {emails} emails.{tail}"
 
@@ -86,9 +95,16 @@ def utc(*args: int) -> datetime:
         ("America/New_York", date(2026, 3, 8), utc(2026, 3, 7, 13), utc(2026, 3, 8, 12)),
         ("America/New_York", date(2026, 11, 1), utc(2026, 10, 31, 12), utc(2026, 11, 1, 13)),
     ],
-    ids=["utc", "paris", "paris-dst-start", "paris-day-after", "paris-dst-end", "ny-dst-start",
-         "ny-dst-end"],
-)  # fmt: skip
+    ids=[
+        "utc",
+        "paris",
+        "paris-dst-start",
+        "paris-day-after",
+        "paris-dst-end",
+        "ny-dst-start",
+        "ny-dst-end",
+    ],
+)
 def test_daily_window_ends_at_eight_local(
     tz: str, day: date, start: datetime, end: datetime
 ) -> None:
@@ -161,9 +177,15 @@ def test_bad_window_arguments_are_refused() -> None:
 def test_funnel_conversion_is_entries_into_later_over_earlier() -> None:
     entries = funnel_entries(
         10,
-        {"identified": 99, "scored": 8, "research_complete": 4, "in_sequence": 2,
-         "meeting_booked": 1, "nurture": 5},
-    )  # fmt: skip
+        {
+            "identified": 99,
+            "scored": 8,
+            "research_complete": 4,
+            "in_sequence": 2,
+            "meeting_booked": 1,
+            "nurture": 5,
+        },
+    )
     assert entries == {
         "identified": 10,  # prospects added, not status changes (none lead into identified)
         "scored": 8,
@@ -312,12 +334,24 @@ def test_to_dict_has_the_spec_shape_and_our_additions() -> None:
     }
     assert data["agent_health"]["hygiene"]["status"] == "degraded"
     assert data["funnel"][0] == {
-        "from": "identified", "to": "scored", "entered_from": 4, "entered_to": 3,
+        "from": "identified",
+        "to": "scored",
+        "entered_from": 4,
+        "entered_to": 3,
         "conversion": 0.75,
-    }  # fmt: skip
-    assert set(data) >= {"total_prospects", "prospects_by_status", "prospects_by_tier",
-                         "summary", "handoffs", "open_violations", "open_conflicts",
-                         "funnel_change", "kind", "generated_at"}  # fmt: skip
+    }
+    assert set(data) >= {
+        "total_prospects",
+        "prospects_by_status",
+        "prospects_by_tier",
+        "summary",
+        "handoffs",
+        "open_violations",
+        "open_conflicts",
+        "funnel_change",
+        "kind",
+        "generated_at",
+    }
 
 
 def test_reports_round_trip_through_their_stored_shape() -> None:

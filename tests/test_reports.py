@@ -204,10 +204,16 @@ async def write(sessionmaker: async_sessionmaker[AsyncSession], seed: Seed) -> N
 
 def _prospect(p: P, i: int) -> Prospect:
     return Prospect(
-        company_name=f"Company {i}", domain=f"c{i}.test", status=p.status, tier=p.tier,
-        score=None, status_changed_at=p.created, created_at=p.created, updated_at=p.created,
+        company_name=f"Company {i}",
+        domain=f"c{i}.test",
+        status=p.status,
+        tier=p.tier,
+        score=None,
+        status_changed_at=p.created,
+        created_at=p.created,
+        updated_at=p.created,
         deleted_at=p.deleted,
-    )  # fmt: skip
+    )
 
 
 def _children(seed: Seed, ids: Sequence[int]) -> list[object]:
@@ -221,37 +227,65 @@ def _children(seed: Seed, ids: Sequence[int]) -> list[object]:
         for email in p.emails
     ]
     rows += [
-        Activity(prospect_id=pick(i), type=a.type, created_at=a.at,
-                 details={"from": "x", "to": a.to} if a.type == "status_change" else None)
+        Activity(
+            prospect_id=pick(i),
+            type=a.type,
+            created_at=a.at,
+            details={"from": "x", "to": a.to} if a.type == "status_change" else None,
+        )
         for i, a in enumerate(seed.activities)
-    ]  # fmt: skip
+    ]
     rows += [
-        OutreachSequence(prospect_id=pick(i), status=status, started_at=PREV_WEEK,
-                         completed_at=done)
+        OutreachSequence(
+            prospect_id=pick(i), status=status, started_at=PREV_WEEK, completed_at=done
+        )
         for i, (status, done) in enumerate(seed.sequences)
-    ]  # fmt: skip
+    ]
     rows += [
-        AgentRun(agent_name=agent, status=status, started_at=at,
-                 completed_at=None if status == "running" else at + 2 * S,
-                 records_processed=15 if status == "completed" else None,
-                 error="boom" if status == "failed" else None)
+        AgentRun(
+            agent_name=agent,
+            status=status,
+            started_at=at,
+            completed_at=None if status == "running" else at + 2 * S,
+            records_processed=15 if status == "completed" else None,
+            error="boom" if status == "failed" else None,
+        )
         for agent, status, at in seed.runs
-    ]  # fmt: skip
+    ]
     rows += [
-        Handoff(id=f"h{i}", prospect_id=pick(i), from_state="scored", state_entered_at=at - H,
-                to_agent="researcher", status=status, created_at=at - H, updated_at=at)
+        Handoff(
+            id=f"h{i}",
+            prospect_id=pick(i),
+            from_state="scored",
+            state_entered_at=at - H,
+            to_agent="researcher",
+            status=status,
+            created_at=at - H,
+            updated_at=at,
+        )
         for i, (status, at) in enumerate(seed.handoffs)
-    ]  # fmt: skip
+    ]
     rows += [
-        StateViolation(prospect_id=pick(i), kind=kind, state="scored", first_seen=PREV_WEEK,
-                       last_seen=PREV_WEEK, resolved_at=resolved)
+        StateViolation(
+            prospect_id=pick(i),
+            kind=kind,
+            state="scored",
+            first_seen=PREV_WEEK,
+            last_seen=PREV_WEEK,
+            resolved_at=resolved,
+        )
         for i, (kind, resolved) in enumerate(seed.violations)
-    ]  # fmt: skip
+    ]
     rows += [
-        RecordLock(prospect_id=pick(i), agent_name="hygiene", run_id=None,
-                   acquired_at=expiry - H, expires_at=expiry)
+        RecordLock(
+            prospect_id=pick(i),
+            agent_name="hygiene",
+            run_id=None,
+            acquired_at=expiry - H,
+            expires_at=expiry,
+        )
         for i, expiry in enumerate(seed.lock_expiries)
-    ]  # fmt: skip
+    ]
     return rows
 
 
@@ -287,10 +321,15 @@ def expected_funnel(seed: Seed, lo: datetime, hi: datetime) -> list[dict]:
     entered = Counter(a.to for a in seed.activities if a.type == "status_change" and inside(a.at))
     entered["identified"] = sum(1 for p in seed.prospects if inside(p.created))
     return [
-        {"from": a, "to": b, "entered_from": entered[a], "entered_to": entered[b],
-         "conversion": entered[b] / entered[a] if entered[a] else 0.0}
+        {
+            "from": a,
+            "to": b,
+            "entered_from": entered[a],
+            "entered_to": entered[b],
+            "conversion": entered[b] / entered[a] if entered[a] else 0.0,
+        }
         for a, b in pairwise(FUNNEL)
-    ]  # fmt: skip
+    ]
 
 
 def live(seed: Seed) -> list[P]:
@@ -332,17 +371,26 @@ async def daily(
 ) -> PipelineReport:
     async with sessionmaker() as session:
         return await build_daily_report(
-            session, report_date=day, tz=TZ, expected_agents=AGENTS, thresholds=THRESHOLDS,
-            previous=previous, generated_at=END + H,
-        )  # fmt: skip
+            session,
+            report_date=day,
+            tz=TZ,
+            expected_agents=AGENTS,
+            thresholds=THRESHOLDS,
+            previous=previous,
+            generated_at=END + H,
+        )
 
 
 async def weekly(sessionmaker: async_sessionmaker[AsyncSession]) -> WeeklyReport:
     async with sessionmaker() as session:
         return await build_weekly_report(
-            session, report_date=DAY, tz=TZ, expected_agents=AGENTS, thresholds=THRESHOLDS,
+            session,
+            report_date=DAY,
+            tz=TZ,
+            expected_agents=AGENTS,
+            thresholds=THRESHOLDS,
             generated_at=END + H,
-        )  # fmt: skip
+        )
 
 
 def emails_at(times: Sequence[datetime]) -> Seed:
@@ -377,9 +425,15 @@ async def test_daily_report_figures_match_the_seed(sessionmaker, agent_sessionma
 
     figures = expected_window(seed, START, END, WEEK)
     assert figures == {  # the seed's edges are what this test is about: spell them out
-        "added": 5, "scored": 2, "researched": 1, "emails_sent": 4, "sequences_completed": 2,
-        "agent_runs": 6, "agent_errors": 2, "response_rate": 3 / 11,
-    }  # fmt: skip
+        "added": 5,
+        "scored": 2,
+        "researched": 1,
+        "emails_sent": 4,
+        "sequences_completed": 2,
+        "agent_runs": 6,
+        "agent_errors": 2,
+        "response_rate": 3 / 11,
+    }
     assert {k: data[k] for k in pipeline_figures(seed)} == pipeline_figures(seed)
     assert data["date"] == "2026-11-20"
     assert data["window"] == {"start": START.isoformat(), "end": END.isoformat()}

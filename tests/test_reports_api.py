@@ -31,9 +31,15 @@ DAY = date(2026, 11, 10)
 START, END = report_window(DAY, "UTC")  # 2026-11-09 08:00 UTC -> 2026-11-10 08:00 UTC
 H, D = timedelta(hours=1), timedelta(days=1)
 SPEC_KEYS = {
-    "date", "total_prospects", "prospects_by_status", "prospects_by_tier", "activity",
-    "sequences", "agents", "summary",
-}  # fmt: skip
+    "date",
+    "total_prospects",
+    "prospects_by_status",
+    "prospects_by_tier",
+    "activity",
+    "sequences",
+    "agents",
+    "summary",
+}
 SUMMARY = (
     "Pipeline has 6 total prospects (2 A1, 1 A2). Added 3 new prospects today. "
     "Sent 4 emails. Response rate is strong at 20%."
@@ -47,9 +53,16 @@ to the 5 emails of the 7 days up to its end."""
 
 def _prospect(status: str, tier: str | None, created: datetime, n: int) -> Prospect:
     return Prospect(
-        company_name=f"Company {n}", domain=f"c{n}.test", status=status, tier=tier, score=None,
-        status_changed_at=created, created_at=created, updated_at=created, deleted_at=None,
-    )  # fmt: skip
+        company_name=f"Company {n}",
+        domain=f"c{n}.test",
+        status=status,
+        tier=tier,
+        score=None,
+        status_changed_at=created,
+        created_at=created,
+        updated_at=created,
+        deleted_at=None,
+    )
 
 
 async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
@@ -80,20 +93,32 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
             for kind, at in activities
         )
         session.add_all(
-            OutreachSequence(prospect_id=pid, status=status, started_at=START - 5 * D,
-                             completed_at=done)
-            for status, done in [("active", None), ("active", None),
-                                 ("completed", START + 8 * H), ("completed", START - H)]
-        )  # fmt: skip
-        session.add_all(
-            AgentRun(agent_name=agent, status=status, started_at=at, completed_at=at + H,
-                     records_processed=10 if status == "completed" else None,
-                     error="boom" if status == "failed" else None)
-            for agent, status, at in [
-                ("hygiene", "completed", START + H), ("hygiene", "failed", START + 2 * H),
-                ("researcher", "completed", START + 3 * H), ("outreach", "failed", START - H),
+            OutreachSequence(
+                prospect_id=pid, status=status, started_at=START - 5 * D, completed_at=done
+            )
+            for status, done in [
+                ("active", None),
+                ("active", None),
+                ("completed", START + 8 * H),
+                ("completed", START - H),
             ]
-        )  # fmt: skip
+        )
+        session.add_all(
+            AgentRun(
+                agent_name=agent,
+                status=status,
+                started_at=at,
+                completed_at=at + H,
+                records_processed=10 if status == "completed" else None,
+                error="boom" if status == "failed" else None,
+            )
+            for agent, status, at in [
+                ("hygiene", "completed", START + H),
+                ("hygiene", "failed", START + 2 * H),
+                ("researcher", "completed", START + 3 * H),
+                ("outreach", "failed", START - H),
+            ]
+        )
         await session.commit()
 
 
@@ -167,8 +192,12 @@ async def test_a_stored_report_has_the_spec_keys_and_the_seed_figures(
     assert body["window"] == {"start": START.isoformat(), "end": END.isoformat()}
     assert body["total_prospects"] == 6
     assert body["prospects_by_status"] == {
-        "disqualified": 1, "identified": 1, "in_sequence": 1, "research_complete": 1, "scored": 2,
-    }  # fmt: skip
+        "disqualified": 1,
+        "identified": 1,
+        "in_sequence": 1,
+        "research_complete": 1,
+        "scored": 2,
+    }
     assert body["prospects_by_tier"] == {"A1": 2, "A2": 1, "B": 1, "D": 1}
     assert body["activity"] == {"added": 3, "scored": 2, "researched": 1, "emails_sent": 4}
     assert body["sequences"] == {"active": 2, "completed": 1, "response_rate": pytest.approx(0.2)}
@@ -240,8 +269,10 @@ async def test_the_list_is_newest_first_and_filters_by_kind(
     assert response.status_code == 200, response.text
     rows = response.json()
     assert [(r["kind"], r["report_date"]) for r in rows] == [
-        ("daily", "2026-11-10"), ("weekly", "2026-11-09"), ("daily", "2026-11-08"),
-    ]  # fmt: skip
+        ("daily", "2026-11-10"),
+        ("weekly", "2026-11-09"),
+        ("daily", "2026-11-08"),
+    ]
     assert "payload" not in rows[0]
     weekly = rows[1]
     start, end = report_window(DAY - D, "UTC", days=7)

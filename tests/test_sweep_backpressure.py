@@ -41,10 +41,15 @@ OTHERS = 900_000
 def open_row(n: int, status: HandoffStatus, touched: datetime) -> Handoff:
     """A ledger row of another prospect's handoff, last touched at ``touched``."""
     return Handoff(
-        id=f"{OTHERS + n}:needs_scoring:{n}", prospect_id=OTHERS + n, from_state="needs_scoring",
-        state_entered_at=touched, to_agent="hygiene", status=status.value,
-        created_at=touched, updated_at=touched,
-    )  # fmt: skip
+        id=f"{OTHERS + n}:needs_scoring:{n}",
+        prospect_id=OTHERS + n,
+        from_state="needs_scoring",
+        state_entered_at=touched,
+        to_agent="hygiene",
+        status=status.value,
+        created_at=touched,
+        updated_at=touched,
+    )
 
 
 async def in_flight(sessionmaker: Maker, now: datetime) -> int:
@@ -119,10 +124,15 @@ def begun_row(pending: PendingHandoff, status: HandoffStatus) -> Handoff:
     """The ledger row a sweep's child writes when it begins (then finishes)."""
     now = datetime.now(UTC)
     return Handoff(
-        id=pending.id, prospect_id=pending.prospect_id, from_state=pending.from_state,
-        state_entered_at=pending.state_entered_at, to_agent=pending.to_agent,
-        status=status.value, created_at=now, updated_at=now,
-    )  # fmt: skip
+        id=pending.id,
+        prospect_id=pending.prospect_id,
+        from_state=pending.from_state,
+        state_entered_at=pending.state_entered_at,
+        to_agent=pending.to_agent,
+        status=status.value,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 async def test_handoffs_started_and_not_begun_count_until_they_begin(
@@ -190,9 +200,11 @@ async def test_a_handoff_sweep_waits_for_room_and_never_has_more_in_flight(
     workflow_id = f"sweep-{uuid.uuid4().hex[:10]}"
     async with running(client, sessionmaker, settings, agents):
         handle = await client.start_workflow(
-            CycleWorkflow.run, CycleInput(mode="handoffs"),
-            id=workflow_id, task_queue=settings.temporal.task_queue,
-        )  # fmt: skip
+            CycleWorkflow.run,
+            CycleInput(mode="handoffs"),
+            id=workflow_id,
+            task_queue=settings.temporal.task_queue,
+        )
 
         async def waiting() -> bool:
             detail = (await handle.query(CycleWorkflow.progress)).detail or ""
@@ -232,9 +244,11 @@ async def test_a_full_cycle_leaves_the_sweep_for_later_when_there_is_no_room(
     await add(agent_sessionmaker, *prospect("needs_scoring", pid=1))
     async with running(client, sessionmaker, settings, agents):
         full = await client.execute_workflow(
-            CycleWorkflow.run, CycleInput(mode="full"),
-            id=f"full-{uuid.uuid4().hex[:10]}", task_queue=settings.temporal.task_queue,
-        )  # fmt: skip
+            CycleWorkflow.run,
+            CycleInput(mode="full"),
+            id=f"full-{uuid.uuid4().hex[:10]}",
+            task_queue=settings.temporal.task_queue,
+        )
         assert full.handoffs is not None
         assert (full.handoffs.held_back, full.handoffs.started, full.handoffs.waited) == (
             True,

@@ -130,16 +130,23 @@ async def test_temporal_restarts_mid_run_resume_and_lose_nothing(
     figures = await outcome_figures(sessionmaker)
     await engine.dispose()
     outcome = Outcome(
-        test="temporal-restart", prospects=PROSPECTS, outage_seconds=OUTAGE_SECONDS,
-        in_flight_at_outage=min(in_flight), duplicates=len(counting.doubled()),
+        test="temporal-restart",
+        prospects=PROSPECTS,
+        outage_seconds=OUTAGE_SECONDS,
+        in_flight_at_outage=min(in_flight),
+        duplicates=len(counting.doubled()),
         agent_retries=sum(counting.calls.values()) - sum(counting.done.values()),
         drain_seconds=round(drain_seconds, 1),
-        extra={**figures.pop("extra"), "signals": [s.name for s in SIGNALS],
-               "worker_exited": exited, "first_sweep_completed": True,
-               "in_flight_per_outage": in_flight,
-               "first_sweep": summary.handoffs.model_dump() if summary.handoffs else None},
+        extra={
+            **figures.pop("extra"),
+            "signals": [s.name for s in SIGNALS],
+            "worker_exited": exited,
+            "first_sweep_completed": True,
+            "in_flight_per_outage": in_flight,
+            "first_sweep": summary.handoffs.model_dump() if summary.handoffs else None,
+        },
         **figures,  # type: ignore[arg-type]
-    )  # fmt: skip
+    )
     outcome.show()
     outcome.save()
     assert exited is None, f"the worker exited by itself with {exited}"

@@ -95,10 +95,14 @@ Rows = list[object]
 def moved(pid: int, at: datetime, *moves: tuple[str, str]) -> Rows:
     """Status changes, one second apart, the last one at ``at``."""
     return [
-        Activity(prospect_id=pid, type="status_change", details={"from": src, "to": dst},
-                 created_at=at - timedelta(seconds=len(moves) - 1 - i))
+        Activity(
+            prospect_id=pid,
+            type="status_change",
+            details={"from": src, "to": dst},
+            created_at=at - timedelta(seconds=len(moves) - 1 - i),
+        )
         for i, (src, dst) in enumerate(moves)
-    ]  # fmt: skip
+    ]
 
 
 def researched(pid: int, at: datetime) -> Activity:
@@ -112,23 +116,40 @@ def sequence(pid: int, status: str, at: datetime) -> OutreachSequence:
 
 def ledger_row(pid: int, state: str, entered: datetime, agent: str) -> Handoff:
     return Handoff(
-        id=handoff_id(pid, state, entered), prospect_id=pid, from_state=state,
-        state_entered_at=entered, to_agent=agent, status="running", attempt=1,
-        created_at=entered, updated_at=entered,
-    )  # fmt: skip
+        id=handoff_id(pid, state, entered),
+        prospect_id=pid,
+        from_state=state,
+        state_entered_at=entered,
+        to_agent=agent,
+        status="running",
+        attempt=1,
+        created_at=entered,
+        updated_at=entered,
+    )
 
 
 def illegal_move(pid: int, now: datetime) -> Rows:
     at = now - timedelta(minutes=1)
-    return [*prospect("research_complete", tier="C", entered=at, pid=pid), researched(pid, at),
-            *moved(pid, at, ("identified", "research_complete"))]  # fmt: skip
+    return [
+        *prospect("research_complete", tier="C", entered=at, pid=pid),
+        researched(pid, at),
+        *moved(pid, at, ("identified", "research_complete")),
+    ]
 
 
 def legal_moves(pid: int, now: datetime) -> Rows:
     at = now - timedelta(minutes=1)
-    return [*prospect("research_complete", tier="C", entered=at, pid=pid), researched(pid, at),
-            *moved(pid, at, ("identified", "scored"), ("scored", "needs_research"),
-                   ("needs_research", "research_complete"))]  # fmt: skip
+    return [
+        *prospect("research_complete", tier="C", entered=at, pid=pid),
+        researched(pid, at),
+        *moved(
+            pid,
+            at,
+            ("identified", "scored"),
+            ("scored", "needs_research"),
+            ("needs_research", "research_complete"),
+        ),
+    ]
 
 
 def unknown_state(pid: int, now: datetime) -> Rows:
@@ -141,14 +162,18 @@ def known_state(pid: int, now: datetime) -> Rows:
 
 def stuck(pid: int, now: datetime) -> Rows:
     entered = now - timedelta(days=31)  # in_sequence may last 30 days
-    return [*prospect("in_sequence", tier="A1", entered=entered, pid=pid),
-            sequence(pid, "active", entered)]  # fmt: skip
+    return [
+        *prospect("in_sequence", tier="A1", entered=entered, pid=pid),
+        sequence(pid, "active", entered),
+    ]
 
 
 def within_dwell(pid: int, now: datetime) -> Rows:
     entered = now - timedelta(days=29)
-    return [*prospect("in_sequence", tier="A1", entered=entered, pid=pid),
-            sequence(pid, "active", entered)]  # fmt: skip
+    return [
+        *prospect("in_sequence", tier="A1", entered=entered, pid=pid),
+        sequence(pid, "active", entered),
+    ]
 
 
 def dropped(pid: int, now: datetime) -> Rows:
@@ -157,8 +182,10 @@ def dropped(pid: int, now: datetime) -> Rows:
 
 def handed_off(pid: int, now: datetime) -> Rows:
     entered = now - timedelta(minutes=30)
-    return [*prospect("identified", entered=entered, pid=pid),
-            ledger_row(pid, "identified", entered, "hygiene")]  # fmt: skip
+    return [
+        *prospect("identified", entered=entered, pid=pid),
+        ledger_row(pid, "identified", entered, "hygiene"),
+    ]
 
 
 def scored_without_tier(pid: int, now: datetime) -> Rows:
@@ -180,8 +207,10 @@ def research_with_activity(pid: int, now: datetime) -> Rows:
 
 def sequence_not_active(pid: int, now: datetime) -> Rows:
     at = now - timedelta(minutes=1)
-    return [*prospect("in_sequence", tier="A1", entered=at, pid=pid),
-            sequence(pid, "completed", at - timedelta(days=40))]  # fmt: skip
+    return [
+        *prospect("in_sequence", tier="A1", entered=at, pid=pid),
+        sequence(pid, "completed", at - timedelta(days=40)),
+    ]
 
 
 def sequence_active(pid: int, now: datetime) -> Rows:
@@ -191,9 +220,11 @@ def sequence_active(pid: int, now: datetime) -> Rows:
 
 def ready_without_email(pid: int, now: datetime) -> Rows:
     at = now - timedelta(minutes=1)
-    return [*prospect("ready_for_outreach", tier="A1", email=None, entered=at, pid=pid),
-            Contact(prospect_id=pid, name="No mail", email=None),
-            Contact(prospect_id=pid, name="Bad mail", email="not-an-email")]  # fmt: skip
+    return [
+        *prospect("ready_for_outreach", tier="A1", email=None, entered=at, pid=pid),
+        Contact(prospect_id=pid, name="No mail", email=None),
+        Contact(prospect_id=pid, name="Bad mail", email="not-an-email"),
+    ]
 
 
 def ready_with_email(pid: int, now: datetime) -> Rows:
@@ -213,11 +244,15 @@ CASES: dict[ViolationKind, tuple[Builder, Builder]] = {
     K.OUTREACH_WITHOUT_EMAIL: (ready_without_email, ready_with_email),
 }
 EXPECTED_STATE = {
-    K.ILLEGAL_TRANSITION: "research_complete", K.UNKNOWN_STATE: "bogus", K.STUCK: "in_sequence",
-    K.DROPPED_HANDOFF: "identified", K.SCORED_WITHOUT_TIER: "scored",
-    K.RESEARCH_WITHOUT_ACTIVITY: "research_complete", K.SEQUENCE_WITHOUT_ACTIVE: "in_sequence",
+    K.ILLEGAL_TRANSITION: "research_complete",
+    K.UNKNOWN_STATE: "bogus",
+    K.STUCK: "in_sequence",
+    K.DROPPED_HANDOFF: "identified",
+    K.SCORED_WITHOUT_TIER: "scored",
+    K.RESEARCH_WITHOUT_ACTIVITY: "research_complete",
+    K.SEQUENCE_WITHOUT_ACTIVE: "in_sequence",
     K.OUTREACH_WITHOUT_EMAIL: "ready_for_outreach",
-}  # fmt: skip
+}
 
 
 def test_every_kind_of_violation_has_a_case_and_a_rule() -> None:
@@ -286,10 +321,14 @@ async def test_terminal_states_are_never_stuck_and_dwell_times_can_be_overridden
     long_ago = now - timedelta(days=400)
     await add(
         agent_sessionmaker,
-        *flat(*(prospect(s, tier="A1", entered=long_ago, pid=i)
-                for i, s in enumerate(["meeting_booked", "closed_lost", "disqualified"], 1)),
-              stuck(4, now)),
-    )  # fmt: skip
+        *flat(
+            *(
+                prospect(s, tier="A1", entered=long_ago, pid=i)
+                for i, s in enumerate(["meeting_booked", "closed_lost", "disqualified"], 1)
+            ),
+            stuck(4, now),
+        ),
+    )
     found, _ = await sweep(sessionmaker, now)
     assert found == {**NO_VIOLATIONS, K.STUCK.value: 1}
     assert await open_kinds(sessionmaker) == {4: {K.STUCK.value}}
@@ -306,10 +345,12 @@ async def test_a_handoff_waiting_within_its_grace_is_not_dropped(
     now = datetime.now(UTC)
     await add(
         agent_sessionmaker,
-        *flat(prospect("identified", entered=now - timedelta(minutes=5), pid=1),
-              prospect("scored", tier="C", entered=now - timedelta(hours=1), pid=2),
-              dropped(3, now)),
-    )  # fmt: skip
+        *flat(
+            prospect("identified", entered=now - timedelta(minutes=5), pid=1),
+            prospect("scored", tier="C", entered=now - timedelta(hours=1), pid=2),
+            dropped(3, now),
+        ),
+    )
     found, _ = await sweep(sessionmaker, now)
     assert found == {**NO_VIOLATIONS, K.DROPPED_HANDOFF.value: 1}
     assert await open_kinds(sessionmaker) == {3: {K.DROPPED_HANDOFF.value}}
@@ -385,10 +426,12 @@ async def test_deleted_prospects_are_ignored_and_their_violations_close(
     t2 = t1 + timedelta(minutes=1)
     await add(
         agent_sessionmaker,
-        *flat(prospect("scored", tier=None, email=None, pid=7),
-              prospect("bogus", email=None, deleted=True, pid=8),
-              prospect("ready_for_outreach", email=None, deleted=True, pid=9)),
-    )  # fmt: skip
+        *flat(
+            prospect("scored", tier=None, email=None, pid=7),
+            prospect("bogus", email=None, deleted=True, pid=8),
+            prospect("ready_for_outreach", email=None, deleted=True, pid=9),
+        ),
+    )
     found, _ = await sweep(sessionmaker, t1)
     assert found == {**NO_VIOLATIONS, K.SCORED_WITHOUT_TIER.value: 1}
     async with agent_sessionmaker() as session:
@@ -430,8 +473,9 @@ async def test_alert_opens_above_the_threshold_and_resolves_when_back_under(
     assert (above.open_total, above.alert) == (3, "created")
     [alert] = await alerts(sessionmaker)
     assert (alert.status, alert.kind, alert.count) == ("open", VIOLATIONS_ALERT, 1)
-    assert alert.details == {"open_by_kind": {K.SCORED_WITHOUT_TIER.value: 2,
-                                              K.OUTREACH_WITHOUT_EMAIL.value: 1}}  # fmt: skip
+    assert alert.details == {
+        "open_by_kind": {K.SCORED_WITHOUT_TIER.value: 2, K.OUTREACH_WITHOUT_EMAIL.value: 1}
+    }
     assert "3 open state violations" in alert.message
 
     _, still = await sweep(sessionmaker, t[2], few)
@@ -454,8 +498,10 @@ async def test_prospects_split_across_ranges_are_each_found_exactly_once(
     now = datetime.now(UTC)
     builders = [positive for positive, _ in CASES.values()]
     pids = [1, 2, 3, 4, 5, 6, 9, 10, 12, 13]  # gaps, and ids on every range boundary
-    await add(agent_sessionmaker, *flat(*(builders[i % len(builders)](pid, now)
-                                    for i, pid in enumerate(pids))))  # fmt: skip
+    await add(
+        agent_sessionmaker,
+        *flat(*(builders[i % len(builders)](pid, now) for i, pid in enumerate(pids))),
+    )
     ranges = [(low, low + 3) for low in range(1, 14, 3)]  # [1,4) [4,7) [7,10) [10,13) [13,16)
     per_range: list[int] = []
     async with sessionmaker() as session:
@@ -486,8 +532,15 @@ async def test_record_range_issues_the_same_statements_for_20_or_2000_prospects(
     builders = [positive for positive, _ in CASES.values()]
 
     async def statements_for(first_pid: int, n: int, now: datetime) -> tuple[int, int]:
-        await add(agent_sessionmaker, *flat(*(builders[pid % len(builders)](pid, now)
-                                        for pid in range(first_pid, first_pid + n))))  # fmt: skip
+        await add(
+            agent_sessionmaker,
+            *flat(
+                *(
+                    builders[pid % len(builders)](pid, now)
+                    for pid in range(first_pid, first_pid + n)
+                )
+            ),
+        )
         if engine.dialect.name == "postgresql":
             # statistics, as autovacuum keeps them: without any, the planner takes the fresh
             # tables for empty and nests loops (the illegal-move rule then takes seconds)
@@ -515,9 +568,11 @@ async def test_record_range_issues_the_same_statements_for_20_or_2000_prospects(
 async def validate_cycle(client: Client, settings: Settings) -> ValidationSummary:
     workflow_id = f"test-validate-{uuid.uuid4().hex[:10]}"
     summary = await client.execute_workflow(
-        CycleWorkflow.run, CycleInput(mode="validate"),
-        id=workflow_id, task_queue=settings.temporal.task_queue,
-    )  # fmt: skip
+        CycleWorkflow.run,
+        CycleInput(mode="validate"),
+        id=workflow_id,
+        task_queue=settings.temporal.task_queue,
+    )
     await record_history(client, workflow_id, "cycle_validate", settings)
     assert summary.mode == "validate" and summary.steps_done == ["validate"]
     assert summary.validation is not None

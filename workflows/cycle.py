@@ -70,8 +70,9 @@ class CycleWorkflow:
         except UnsupportedModeError as exc:
             raise ApplicationError(str(exc), type="UnsupportedMode", non_retryable=True) from exc
         summary = input.carry or CycleSummary(mode=mode.value, started_at=workflow.now())
-        self._progress = CycleProgress(mode=mode.value, step="starting",
-                                       steps_done=list(summary.steps_done))  # fmt: skip
+        self._progress = CycleProgress(
+            mode=mode.value, step="starting", steps_done=list(summary.steps_done)
+        )
         for step in FULL_ORDER if mode is CycleMode.FULL else (mode,):
             if step.value in summary.steps_done:
                 continue  # done before this run continued as new
@@ -195,15 +196,17 @@ class CycleWorkflow:
         as_of = input.validation_as_of or workflow.now()
         bounds = await workflow.execute_activity_method(
             ValidationActivities.prospect_id_bounds,
-            start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY,
-        )  # fmt: skip
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
         low = input.validation_cursor or bounds.low
         while low is not None and bounds.high is not None and low <= bounds.high:
             found = await workflow.execute_activity_method(
                 ValidationActivities.validate_range,
                 ValidateRangeInput(low=low, high=low + bounds.range_size, as_of=as_of),
-                start_to_close_timeout=timedelta(minutes=5), retry_policy=DB_RETRY,
-            )  # fmt: skip
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=DB_RETRY,
+            )
             for kind, n in found.items():
                 result.found[kind] = result.found.get(kind, 0) + n
             result.ranges += 1
@@ -211,13 +214,21 @@ class CycleWorkflow:
             self._progress.detail = f"validated prospects below id {low}"
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(input.model_copy(update={
-                    "carry": summary, "validation_cursor": low, "validation_as_of": as_of,
-                }))  # fmt: skip
+                workflow.continue_as_new(
+                    input.model_copy(
+                        update={
+                            "carry": summary,
+                            "validation_cursor": low,
+                            "validation_as_of": as_of,
+                        }
+                    )
+                )
         closed = await workflow.execute_activity_method(
-            ValidationActivities.close_validation, CloseValidationInput(as_of=as_of),
-            start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY,
-        )  # fmt: skip
+            ValidationActivities.close_validation,
+            CloseValidationInput(as_of=as_of),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
         result.resolved, result.open_total = closed.resolved, closed.open_total
         result.open_by_kind, result.alert = closed.open_by_kind, closed.alert
         return result

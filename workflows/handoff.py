@@ -64,9 +64,10 @@ class HandoffWorkflow:
             if finished is None or finished.next is None:
                 return self._state
             current = HandoffInput(
-                pending=finished.next, policy=current.policy,
+                pending=finished.next,
+                policy=current.policy,
                 chain=[*current.chain, current.pending.id],
-            )  # fmt: skip
+            )
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(current)
@@ -75,10 +76,13 @@ class HandoffWorkflow:
         """One handoff; ``None`` when it was superseded before any agent was triggered."""
         pending = input.pending
         self._state = HandoffState(
-            handoff_id=pending.id, prospect_id=pending.prospect_id,
-            from_state=pending.from_state, to_agent=pending.to_agent,
-            status=HandoffStatus.PENDING, chain=input.chain,
-        )  # fmt: skip
+            handoff_id=pending.id,
+            prospect_id=pending.prospect_id,
+            from_state=pending.from_state,
+            to_agent=pending.to_agent,
+            status=HandoffStatus.PENDING,
+            chain=input.chain,
+        )
         self._retry_requested, self._completion = False, None
         self._set_status(HandoffStatus.PENDING)
         try:
@@ -117,13 +121,20 @@ class HandoffWorkflow:
         durable timer (or a ``retry`` signal) and try again."""
         info = workflow.info()
         ttl = input.policy.lease_ttl
-        begin = BeginInput(pending=input.pending, workflow_id=info.workflow_id,
-                           run_id=info.run_id, lease_ttl=ttl, retry=input.retry)  # fmt: skip
+        begin = BeginInput(
+            pending=input.pending,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            lease_ttl=ttl,
+            retry=input.retry,
+        )
         while True:
             result = await workflow.execute_local_activity_method(
-                HandoffActivities.begin_handoff, begin,
-                start_to_close_timeout=LOCAL_TIMEOUT, retry_policy=LOCAL_RETRY,
-            )  # fmt: skip
+                HandoffActivities.begin_handoff,
+                begin,
+                start_to_close_timeout=LOCAL_TIMEOUT,
+                retry_policy=LOCAL_RETRY,
+            )
             if result.outcome != "blocked":
                 return result
             assert self._state is not None
@@ -139,9 +150,13 @@ class HandoffWorkflow:
 
     async def _trigger_agent(self, input: HandoffInput) -> HandoffOutcome:
         assert self._state is not None
-        task = AgentTask(handoff_id=input.pending.id, prospect_id=input.pending.prospect_id,
-                         from_state=input.pending.from_state, agent=input.pending.to_agent,
-                         attempt=self._state.attempt)  # fmt: skip
+        task = AgentTask(
+            handoff_id=input.pending.id,
+            prospect_id=input.pending.prospect_id,
+            from_state=input.pending.from_state,
+            agent=input.pending.to_agent,
+            attempt=self._state.attempt,
+        )
         try:
             if input.policy.transport(task.agent) == "http":
                 result = await self._call_http_agent(task, input.policy)
@@ -159,32 +174,39 @@ class HandoffWorkflow:
 
     async def _call_temporal_agent(self, task: AgentTask, policy: HandoffPolicy) -> AgentResult:
         handle = workflow.start_activity(
-            PROCESS_PROSPECT, task, task_queue=agent_queue(task.agent), result_type=AgentResult,
+            PROCESS_PROSPECT,
+            task,
+            task_queue=agent_queue(task.agent),
+            result_type=AgentResult,
             schedule_to_close_timeout=policy.hard_timeout,
             start_to_close_timeout=min(policy.attempt_timeout, policy.hard_timeout),
-            retry_policy=RetryPolicy(maximum_attempts=policy.agent_max_attempts,
-                                     maximum_interval=timedelta(seconds=30)),
+            retry_policy=RetryPolicy(
+                maximum_attempts=policy.agent_max_attempts, maximum_interval=timedelta(seconds=30)
+            ),
             summary=f"{task.agent}: {task.from_state} prospect {task.prospect_id}",
-        )  # fmt: skip
+        )
         await self._flag_stall(lambda: handle.done(), policy.stall_after)
         return await handle
 
     async def _call_http_agent(self, task: AgentTask, policy: HandoffPolicy) -> AgentResult:
         ack = await workflow.execute_activity_method(
-            HttpAgentActivities.trigger_http_agent, task,
+            HttpAgentActivities.trigger_http_agent,
+            task,
             start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(maximum_attempts=policy.agent_max_attempts,
-                                     maximum_interval=timedelta(seconds=30)),
-        )  # fmt: skip
+            retry_policy=RetryPolicy(
+                maximum_attempts=policy.agent_max_attempts, maximum_interval=timedelta(seconds=30)
+            ),
+        )
         if ack.result is not None:
             return ack.result
         await self._flag_stall(lambda: self._completion is not None, policy.stall_after)
         remaining = max(policy.hard_timeout - policy.stall_after, timedelta(seconds=1))
         try:
             await workflow.wait_condition(
-                lambda: self._completion is not None, timeout=remaining,
+                lambda: self._completion is not None,
+                timeout=remaining,
                 timeout_summary="hard timeout for the agent's callback",
-            )  # fmt: skip
+            )
         except TimeoutError:
             raise ApplicationError(
                 f"{task.agent} accepted the task but did not call back within {policy.hard_timeout}"
@@ -201,24 +223,33 @@ class HandoffWorkflow:
             assert self._state is not None
             await workflow.execute_local_activity_method(
                 HandoffActivities.mark_handoff,
-                MarkInput(handoff_id=self._state.handoff_id, status=HandoffStatus.STALLED,
-                          detail=self._state.detail),
-                start_to_close_timeout=LOCAL_TIMEOUT, retry_policy=LOCAL_RETRY,
-            )  # fmt: skip
+                MarkInput(
+                    handoff_id=self._state.handoff_id,
+                    status=HandoffStatus.STALLED,
+                    detail=self._state.detail,
+                ),
+                start_to_close_timeout=LOCAL_TIMEOUT,
+                retry_policy=LOCAL_RETRY,
+            )
 
     async def _finish(self, input: HandoffInput, outcome: HandoffOutcome) -> FinishResult:
         assert self._state is not None
         finish = FinishInput(
-            pending=input.pending, workflow_id=workflow.info().workflow_id,
+            pending=input.pending,
+            workflow_id=workflow.info().workflow_id,
             run_id=workflow.info().run_id,
-            attempt=self._state.attempt, status=outcome.status, result=outcome.result,
+            attempt=self._state.attempt,
+            status=outcome.status,
+            result=outcome.result,
             detail=outcome.detail,
             find_next=len(input.chain) + 1 < input.policy.max_chain,
-        )  # fmt: skip
+        )
         finished = await workflow.execute_local_activity_method(
-            HandoffActivities.finish_handoff, finish,
-            start_to_close_timeout=LOCAL_TIMEOUT, retry_policy=LOCAL_RETRY,
-        )  # fmt: skip
+            HandoffActivities.finish_handoff,
+            finish,
+            start_to_close_timeout=LOCAL_TIMEOUT,
+            retry_policy=LOCAL_RETRY,
+        )
         self._state.result = outcome.result
         self._closed(outcome.status, outcome.detail)
         return finished

@@ -66,9 +66,14 @@ def _known(settings: Settings, name: str) -> str:
 
 
 def _out(control: AgentControl, detail: str | None = None) -> ControlOut:
-    return ControlOut(name=control.agent_name, paused=control.paused,
-                      paused_reason=control.paused_reason, circuit_state=control.circuit_state,
-                      silenced_until=control.silenced_until, detail=detail)  # fmt: skip
+    return ControlOut(
+        name=control.agent_name,
+        paused=control.paused,
+        paused_reason=control.paused_reason,
+        circuit_state=control.circuit_state,
+        silenced_until=control.silenced_until,
+        detail=detail,
+    )
 
 
 @router.get("", response_model=list[AgentOut])
@@ -81,22 +86,30 @@ async def list_agents(*, session: SessionDep, settings: SettingsDep) -> list[Age
     out = []
     for health in healths:
         c = controls.get(health.agent_name)
-        out.append(AgentOut(
-            name=health.agent_name, health=health, paused=bool(c and c.paused),
-            paused_reason=c.paused_reason if c else None,
-            circuit_state=c.circuit_state if c else "closed",
-            circuit_changed_at=c.circuit_changed_at if c else None,
-            silenced_until=c.silenced_until if c else None,
-            queue_depth=depth.get(health.agent_name, 0),
-        ))  # fmt: skip
+        out.append(
+            AgentOut(
+                name=health.agent_name,
+                health=health,
+                paused=bool(c and c.paused),
+                paused_reason=c.paused_reason if c else None,
+                circuit_state=c.circuit_state if c else "closed",
+                circuit_changed_at=c.circuit_changed_at if c else None,
+                silenced_until=c.silenced_until if c else None,
+                queue_depth=depth.get(health.agent_name, 0),
+            )
+        )
     return out
 
 
 @router.post("/{name}/pause", response_model=ControlOut, responses=BODY_ERRORS)
 async def pause_agent(
-    *, name: AgentPath, body: PauseIn, session: SessionDep, settings: SettingsDep,
+    *,
+    name: AgentPath,
+    body: PauseIn,
+    session: SessionDep,
+    settings: SettingsDep,
     request: Request,
-) -> ControlOut:  # fmt: skip
+) -> ControlOut:
     """Defer new handoffs to this agent (nothing is dropped) until it is resumed."""
     now = datetime.now(UTC)
     control = await control_of(session, _known(settings, name), now)
@@ -108,9 +121,13 @@ async def pause_agent(
 
 @router.post("/{name}/resume", response_model=ControlOut, responses=CONTROL_ERRORS)
 async def resume_agent(
-    *, name: AgentPath, session: SessionDep, settings: SettingsDep, temporal: TemporalDep,
+    *,
+    name: AgentPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
     request: Request,
-) -> ControlOut:  # fmt: skip
+) -> ControlOut:
     """Let handoffs reach the agent again; deferred ones start at once (a handoffs cycle)."""
     now = datetime.now(UTC)
     control = await control_of(session, _known(settings, name), now)
@@ -135,9 +152,13 @@ async def resume_agent(
 
 @router.post("/{name}/silence", response_model=ControlOut, responses=BODY_ERRORS)
 async def silence_agent(
-    *, name: AgentPath, body: Annotated[SilenceIn, Body()], session: SessionDep,
-    settings: SettingsDep, request: Request,
-) -> ControlOut:  # fmt: skip
+    *,
+    name: AgentPath,
+    body: Annotated[SilenceIn, Body()],
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
+) -> ControlOut:
     """No notifications about this agent until a time (alerts are still recorded)."""
     now = datetime.now(UTC)
     if body.until.tzinfo is None:
@@ -146,8 +167,9 @@ async def silence_agent(
         raise HTTPException(422, detail="until: must be in the future and at most 30 days ahead")
     control = await control_of(session, _known(settings, name), now)
     control.silenced_until, control.updated_at = body.until, now
-    record_change(session, name, "agent_silenced", now, until=body.until.isoformat(),
-                  by=_who(request))  # fmt: skip
+    record_change(
+        session, name, "agent_silenced", now, until=body.until.isoformat(), by=_who(request)
+    )
     await session.commit()
     return _out(control)
 

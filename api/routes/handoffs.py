@@ -128,9 +128,12 @@ async def prospect_handoff(
     if live is None and not rows:
         raise HTTPException(404, detail=f"prospect {prospect_id} has never been handed off")
     return ProspectHandoffs(
-        prospect_id=prospect_id, live=live, workflow_id=workflow_id,
-        web_ui_url=web_ui_url(settings.temporal, workflow_id), history=[_out(r) for r in rows],
-    )  # fmt: skip
+        prospect_id=prospect_id,
+        live=live,
+        workflow_id=workflow_id,
+        web_ui_url=web_ui_url(settings.temporal, workflow_id),
+        history=[_out(r) for r in rows],
+    )
 
 
 class StartedHandoff(BaseModel):
@@ -215,8 +218,11 @@ async def retry_handoff(
     if HandoffStatus(row.status) not in RETRYABLE_STATUSES and not abandoned:
         raise HTTPException(409, detail=_not_retryable(handoff_id, row.status))
     if live is not None:
-        raise HTTPException(409, detail=f"prospect {row.prospect_id} has another handoff "
-                            f"open ({live.handoff_id}); retry after it ends")  # fmt: skip
+        raise HTTPException(
+            409,
+            detail=f"prospect {row.prospect_id} has another handoff "
+            f"open ({live.handoff_id}); retry after it ends",
+        )
     policy = settings.handoffs.policy(settings.agent_endpoints)
     try:
         await start_handoff(
@@ -228,8 +234,10 @@ async def retry_handoff(
             retry=True,
         )
     except WorkflowAlreadyStartedError as exc:
-        raise HTTPException(409, detail=f"a handoff of prospect {row.prospect_id} started "
-                            "meanwhile; nothing to retry") from exc  # fmt: skip
+        raise HTTPException(
+            409,
+            detail=f"a handoff of prospect {row.prospect_id} started meanwhile; nothing to retry",
+        ) from exc
     return ActionResult(handoff_id=handoff_id, action="restarted", workflow_id=handle.id)
 
 
@@ -289,8 +297,11 @@ async def complete_handoff(
     live = await _live_state(handle)
     http_agent = endpoint is not None and endpoint.transport == "http"
     if live is None or live.handoff_id != handoff_id or not http_agent:
-        raise HTTPException(409, detail=f"handoff {handoff_id} is not waiting for a result "
-                            "(only HTTP agents that answered 202 call back)")  # fmt: skip
+        raise HTTPException(
+            409,
+            detail=f"handoff {handoff_id} is not waiting for a result "
+            "(only HTTP agents that answered 202 call back)",
+        )
     await handle.signal(
         HandoffWorkflow.complete, CompleteInput(handoff_id=handoff_id, result=result)
     )

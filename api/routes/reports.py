@@ -118,11 +118,15 @@ async def list_reports(
     if kind is not None:
         query = query.where(ReportRow.kind == kind)
     return [
-        StoredReport(kind=r.kind, report_date=date.fromisoformat(r.report_date),
-                     window_start=r.window_start, window_end=r.window_end,
-                     created_at=r.created_at)
+        StoredReport(
+            kind=r.kind,
+            report_date=date.fromisoformat(r.report_date),
+            window_start=r.window_start,
+            window_end=r.window_end,
+            created_at=r.created_at,
+        )
         for r in await session.scalars(query)
-    ]  # fmt: skip
+    ]
 
 
 @router.post(
@@ -144,8 +148,11 @@ async def generate_report(
     except ValueError as exc:
         raise HTTPException(422, detail=str(exc)) from exc
     if report_date > today:
-        raise HTTPException(422, detail=f"{report_date} is in the future; the latest report "
-                            f"date now is {today.isoformat()}")  # fmt: skip
+        raise HTTPException(
+            422,
+            detail=f"{report_date} is in the future; the latest report "
+            f"date now is {today.isoformat()}",
+        )
     client = await temporal_client(temporal)
     handle = await start_cycle(
         client,

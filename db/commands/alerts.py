@@ -68,10 +68,17 @@ async def raise_alert(
         current = (await open_alerts(session, [spec.fingerprint])).get(spec.fingerprint)
     if current is None:
         alert = Alert(
-            fingerprint=spec.fingerprint, kind=spec.kind, agent_name=spec.agent_name,
-            severity=spec.severity, status="open", message=spec.message,
-            details=spec.details, first_seen=now, last_seen=now, count=1,
-        )  # fmt: skip
+            fingerprint=spec.fingerprint,
+            kind=spec.kind,
+            agent_name=spec.agent_name,
+            severity=spec.severity,
+            status="open",
+            message=spec.message,
+            details=spec.details,
+            first_seen=now,
+            last_seen=now,
+            count=1,
+        )
         session.add(alert)
         await session.flush()
         log.warning("alert opened: %s", spec.message)
@@ -139,13 +146,23 @@ async def _notify(
     session: AsyncSession, alert: Alert, event: str, now: datetime, policy: NotifyPolicy
 ) -> None:
     if await _silenced(session, alert.agent_name, now):
-        log.info("alert %s %s while %s is silenced: not sent", alert.fingerprint, event,
-                 alert.agent_name)  # fmt: skip
+        log.info(
+            "alert %s %s while %s is silenced: not sent", alert.fingerprint, event, alert.agent_name
+        )
         return
     payload = notification_payload(alert, event, policy.web_ui_url)
     for sink in policy.sinks:
-        session.add(Notification(alert_id=alert.id, sink=sink, event=event, payload=payload,
-                                 status="pending", attempts=0, created_at=now))  # fmt: skip
+        session.add(
+            Notification(
+                alert_id=alert.id,
+                sink=sink,
+                event=event,
+                payload=payload,
+                status="pending",
+                attempts=0,
+                created_at=now,
+            )
+        )
     if event != "resolved":
         alert.notified_at, alert.notified_severity = now, alert.severity
 

@@ -54,12 +54,22 @@ class ResolveSummary(BaseModel):
             self.by_kind[kind] = self.by_kind.get(kind, 0) + found
 
 
-def audit_row(action: str, now: datetime, prospect_id: int | None, agent: str | None,
-           found: str, done: str, why: str) -> OrchestratorAction:  # fmt: skip
+def audit_row(
+    action: str,
+    now: datetime,
+    prospect_id: int | None,
+    agent: str | None,
+    found: str,
+    done: str,
+    why: str,
+) -> OrchestratorAction:
     return OrchestratorAction(
-        action=action, prospect_id=prospect_id, agent_name=agent, created_at=now,
+        action=action,
+        prospect_id=prospect_id,
+        agent_name=agent,
+        created_at=now,
         details={"found": found, "done": done, "why": why},
-    )  # fmt: skip
+    )
 
 
 async def release_stale_leases(session: AsyncSession, now: datetime, batch: int) -> tuple[int, int]:
@@ -79,18 +89,30 @@ async def release_stale_leases(session: AsyncSession, now: datetime, batch: int)
     released = await session.execute(
         delete(RecordLock)
         .where(RecordLock.id.in_(stale))
-        .returning(RecordLock.prospect_id, RecordLock.agent_name, RecordLock.run_id,
-                   RecordLock.expires_at)
-    )  # fmt: skip
+        .returning(
+            RecordLock.prospect_id, RecordLock.agent_name, RecordLock.run_id, RecordLock.expires_at
+        )
+    )
     expired = orphaned = 0
     for prospect_id, agent, run_id, expires_at in released.all():
         is_expired = expires_at < now
         expired, orphaned = expired + is_expired, orphaned + (not is_expired)
-        why = (f"expired at {expires_at.isoformat()}" if is_expired
-               else f"its holder {run_id} has finished")  # fmt: skip
-        session.add(audit_row("lease_released", now, prospect_id, agent,
-                           found=f"lease held by {agent} for {run_id}",
-                           done="released the lease", why=why))  # fmt: skip
+        why = (
+            f"expired at {expires_at.isoformat()}"
+            if is_expired
+            else f"its holder {run_id} has finished"
+        )
+        session.add(
+            audit_row(
+                "lease_released",
+                now,
+                prospect_id,
+                agent,
+                found=f"lease held by {agent} for {run_id}",
+                done="released the lease",
+                why=why,
+            )
+        )
     await session.commit()
     return expired, orphaned
 
@@ -100,13 +122,19 @@ async def blocked_handoffs(
 ) -> Sequence[Any]:
     """Blocked handoffs with the lease they wait on (None when it is free now)."""
     query = (
-        select(Handoff.id, Handoff.prospect_id, Handoff.to_agent, Handoff.updated_at,
-               RecordLock.agent_name, RecordLock.expires_at)
+        select(
+            Handoff.id,
+            Handoff.prospect_id,
+            Handoff.to_agent,
+            Handoff.updated_at,
+            RecordLock.agent_name,
+            RecordLock.expires_at,
+        )
         .outerjoin(RecordLock, RecordLock.prospect_id == Handoff.prospect_id)
         .where(Handoff.status == HandoffStatus.BLOCKED.value, Handoff.finished_at.is_(None))
         .order_by(Handoff.updated_at)
         .limit(rules.batch)
-    )  # fmt: skip
+    )
     return (await session.execute(query)).all()
 
 
@@ -148,16 +176,28 @@ async def close_as_duplicate(
     closed = await session.execute(
         update(Handoff)
         .where(Handoff.id.in_(handoff_ids), Handoff.finished_at.is_(None))
-        .values(status=HandoffStatus.SUPERSEDED.value, detail=f"duplicate claim: {why}",
-                updated_at=now, finished_at=now)
+        .values(
+            status=HandoffStatus.SUPERSEDED.value,
+            detail=f"duplicate claim: {why}",
+            updated_at=now,
+            finished_at=now,
+        )
         .returning(Handoff.id, Handoff.prospect_id, Handoff.to_agent)
-    )  # fmt: skip
+    )
     count = 0
     for handoff_id, prospect_id, agent in closed.all():
         count += 1
-        session.add(audit_row("duplicate_handoff_closed", now, prospect_id, agent,
-                           found=f"open claim {handoff_id}", done="closed as superseded",
-                           why=why))  # fmt: skip
+        session.add(
+            audit_row(
+                "duplicate_handoff_closed",
+                now,
+                prospect_id,
+                agent,
+                found=f"open claim {handoff_id}",
+                done="closed as superseded",
+                why=why,
+            )
+        )
     await session.commit()
     return count
 

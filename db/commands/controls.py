@@ -28,25 +28,30 @@ class Circuit(StrEnum):
 async def control_of(session: AsyncSession, agent: str, now: datetime) -> AgentControl:
     control = await session.get(AgentControl, agent)
     if control is None:
-        control = AgentControl(agent_name=agent, paused=False, circuit_state=Circuit.CLOSED.value,
-                               updated_at=now)  # fmt: skip
+        control = AgentControl(
+            agent_name=agent, paused=False, circuit_state=Circuit.CLOSED.value, updated_at=now
+        )
         session.add(control)
         await session.flush()
     return control
 
 
-def record_change(session: AsyncSession, agent: str, action: str, now: datetime,
-                  **details: object) -> None:  # fmt: skip
+def record_change(
+    session: AsyncSession, agent: str, action: str, now: datetime, **details: object
+) -> None:
     """One audit row and one event for a change of an agent's controls."""
     session.add(
         OrchestratorAction(action=action, agent_name=agent, created_at=now, details=dict(details))
     )
     session.add(
         Event(
-            dedup_key=f"{action}:{agent}:{now.isoformat()}", kind=action, agent_name=agent,
-            payload={"agent": agent, **details}, created_at=now,
+            dedup_key=f"{action}:{agent}:{now.isoformat()}",
+            kind=action,
+            agent_name=agent,
+            payload={"agent": agent, **details},
+            created_at=now,
         )
-    )  # fmt: skip
+    )
 
 
 async def open_circuits(session: AsyncSession, failing: Iterable[str], now: datetime) -> list[str]:
@@ -120,9 +125,12 @@ async def deferrals(
 
 
 async def _probe(
-    session: AsyncSession, control: AgentControl, pending: PendingHandoff, now: datetime,
+    session: AsyncSession,
+    control: AgentControl,
+    pending: PendingHandoff,
+    now: datetime,
     cooldown: timedelta,
-) -> bool:  # fmt: skip
+) -> bool:
     """Whether ``pending`` may go as the probe of ``control``'s circuit."""
     if control.probe_handoff_id == pending.id:
         return True
@@ -131,11 +139,17 @@ async def _probe(
         return False
     claimed = await session.execute(
         update(AgentControl)
-        .where(AgentControl.agent_name == control.agent_name,
-               AgentControl.circuit_state == Circuit.OPEN.value)
-        .values(circuit_state=Circuit.HALF_OPEN.value, probe_handoff_id=pending.id,
-                circuit_changed_at=now, updated_at=now)
-    )  # fmt: skip
+        .where(
+            AgentControl.agent_name == control.agent_name,
+            AgentControl.circuit_state == Circuit.OPEN.value,
+        )
+        .values(
+            circuit_state=Circuit.HALF_OPEN.value,
+            probe_handoff_id=pending.id,
+            circuit_changed_at=now,
+            updated_at=now,
+        )
+    )
     if not claimed.rowcount:
         return False
     control.circuit_state, control.probe_handoff_id = Circuit.HALF_OPEN.value, pending.id

@@ -103,13 +103,20 @@ async def _claim(session: AsyncSession, input: BeginInput, now: datetime) -> Beg
     inserted = await session.execute(
         insert_for(session, Handoff)
         .values(
-            id=pending.id, prospect_id=pending.prospect_id, from_state=pending.from_state,
-            state_entered_at=pending.state_entered_at, to_agent=pending.to_agent,
-            status=HandoffStatus.PENDING.value, attempt=1, workflow_id=input.workflow_id,
-            workflow_run_id=input.run_id, created_at=now, updated_at=now,
+            id=pending.id,
+            prospect_id=pending.prospect_id,
+            from_state=pending.from_state,
+            state_entered_at=pending.state_entered_at,
+            to_agent=pending.to_agent,
+            status=HandoffStatus.PENDING.value,
+            attempt=1,
+            workflow_id=input.workflow_id,
+            workflow_run_id=input.run_id,
+            created_at=now,
+            updated_at=now,
         )
         .on_conflict_do_nothing()
-    )  # fmt: skip
+    )
     if inserted.rowcount:
         return BeginResult(outcome="leased", attempt=1)
     row = await session.get(Handoff, pending.id, with_for_update=True)
@@ -130,8 +137,9 @@ async def _take_lease(
     session: AsyncSession, pending: PendingHandoff, ttl: timedelta, now: datetime
 ) -> str | None:
     """Take the record lease for the target agent; the current holder when it is not ours."""
-    values = dict(agent_name=pending.to_agent, run_id=pending.id, acquired_at=now,
-                  expires_at=now + ttl)  # fmt: skip
+    values = dict(
+        agent_name=pending.to_agent, run_id=pending.id, acquired_at=now, expires_at=now + ttl
+    )
     taken = await session.execute(
         insert_for(session, RecordLock)
         .values(prospect_id=pending.prospect_id, **values)
@@ -164,22 +172,36 @@ async def _record_superseded(
     closed = await session.execute(
         update(Handoff)
         .where(Handoff.id == pending.id, Handoff.finished_at.is_(None))
-        .values(status=HandoffStatus.SUPERSEDED.value, detail=reason, updated_at=now,
-                finished_at=now, workflow_id=input.workflow_id, workflow_run_id=input.run_id)
-    )  # fmt: skip
+        .values(
+            status=HandoffStatus.SUPERSEDED.value,
+            detail=reason,
+            updated_at=now,
+            finished_at=now,
+            workflow_id=input.workflow_id,
+            workflow_run_id=input.run_id,
+        )
+    )
     if closed.rowcount:
         await _release_lease(session, pending)
     await session.execute(
         insert_for(session, Handoff)
         .values(
-            id=pending.id, prospect_id=pending.prospect_id, from_state=pending.from_state,
-            state_entered_at=pending.state_entered_at, to_agent=pending.to_agent,
-            status=HandoffStatus.SUPERSEDED.value, attempt=1, workflow_id=input.workflow_id,
-            workflow_run_id=input.run_id, detail=reason, created_at=now, updated_at=now,
+            id=pending.id,
+            prospect_id=pending.prospect_id,
+            from_state=pending.from_state,
+            state_entered_at=pending.state_entered_at,
+            to_agent=pending.to_agent,
+            status=HandoffStatus.SUPERSEDED.value,
+            attempt=1,
+            workflow_id=input.workflow_id,
+            workflow_run_id=input.run_id,
+            detail=reason,
+            created_at=now,
+            updated_at=now,
             finished_at=now,
         )
         .on_conflict_do_nothing()
-    )  # fmt: skip
+    )
     await session.commit()
 
 
@@ -247,21 +269,30 @@ def _audit(session: AsyncSession, input: FinishInput, now: datetime) -> None:
         else (f"handoff_{input.status.value}")
     )
     details = {
-        "handoff_id": pending.id, "from_state": pending.from_state,
-        "to_agent": pending.to_agent, "attempt": input.attempt, "outcome": input.status.value,
+        "handoff_id": pending.id,
+        "from_state": pending.from_state,
+        "to_agent": pending.to_agent,
+        "attempt": input.attempt,
+        "outcome": input.status.value,
         "detail": input.detail,
         "result": input.result.model_dump(mode="json") if input.result else None,
-    }  # fmt: skip
+    }
     session.add(
         OrchestratorAction(
-            action=action, prospect_id=pending.prospect_id, agent_name=pending.to_agent,
-            workflow_id=input.workflow_id, details=details, created_at=now,
+            action=action,
+            prospect_id=pending.prospect_id,
+            agent_name=pending.to_agent,
+            workflow_id=input.workflow_id,
+            details=details,
+            created_at=now,
         )
-    )  # fmt: skip
+    )
     session.add(
         Event(
             dedup_key=f"handoff:{pending.id}:{input.attempt}:{input.status.value}",
-            kind=f"handoff_{input.status.value}", agent_name=pending.to_agent,
-            payload={**details, "prospect_id": pending.prospect_id}, created_at=now,
+            kind=f"handoff_{input.status.value}",
+            agent_name=pending.to_agent,
+            payload={**details, "prospect_id": pending.prospect_id},
+            created_at=now,
         )
-    )  # fmt: skip
+    )

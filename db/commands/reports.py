@@ -435,10 +435,13 @@ async def generate_report(
             non_retryable=True,
         )
     common: dict[str, Any] = {
-        "report_date": report_date, "tz": config.tz,
-        "expected_agents": config.expected_agents, "thresholds": config.thresholds,
-        "at": config.at, "generated_at": as_of,
-    }  # fmt: skip
+        "report_date": report_date,
+        "tz": config.tz,
+        "expected_agents": config.expected_agents,
+        "thresholds": config.thresholds,
+        "at": config.at,
+        "generated_at": as_of,
+    }
     if kind == "weekly":
         report: PipelineReport = await build_weekly_report(session, **common)
     else:

@@ -161,9 +161,11 @@ async def pending_for_prospect(
         return None
     pid, status, entered = row
     return PendingHandoff(
-        prospect_id=pid, from_state=status, state_entered_at=entered,
+        prospect_id=pid,
+        from_state=status,
+        state_entered_at=entered,
         to_agent=triggers[status].next_agent,
-    )  # fmt: skip
+    )
 
 
 async def why_no_handoff(session: AsyncSession, prospect_id: int) -> str | None:
