@@ -154,11 +154,7 @@ def build_worker(
         max_cached_workflows=settings.worker.max_cached_workflows,
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         max_concurrent_local_activities=settings.worker.max_concurrent_local_activities,
-        unsandboxed_workflow_runner=(
-            SandboxedWorkflowRunner()
-            if settings.worker.sandbox_all
-            else UnsandboxedWorkflowRunner()
-        ),
+        unsandboxed_workflow_runner=unsandboxed_runner(settings),
     )
 
 

@@ -27,6 +27,7 @@ from db.queries.handoffs import find_pending_page
 from db.queries.health import compute_agent_health
 from orchestrator.settings import HandoffSettings, HealthSettings
 from pipeline.reports import PipelineReport
+from tests.oracles import every_run_window_stats
 
 PAGE_SIZE = min(HandoffSettings().page_size, HandoffSettings().max_children_per_run)
 """The sweep's page size with the default settings."""
@@ -66,7 +67,9 @@ class DbBench:
     async def raw_health(self) -> list[Any]:
         """Every run aggregated, no rollup: what ours must equal."""
         async with self.sm() as session:
-            return await compute_agent_health(session, EXPECTED, self.thresholds, NOW, rollup=False)
+            return await compute_agent_health(
+                session, EXPECTED, self.thresholds, NOW, window=every_run_window_stats
+            )
 
     async def refresh(self, now: datetime) -> RefreshResult:
         async with self.sm() as session, session.begin():

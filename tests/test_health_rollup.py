@@ -23,6 +23,7 @@ from db.queries.health import compute_agent_health
 from orchestrator.settings import HealthSettings
 from pipeline.health import DEFAULT_EXPECTED_RECORDS, AgentHealth, HealthThresholds
 from tests.factories import NOW, add, run
+from tests.oracles import every_run_window_stats
 
 Maker = async_sessionmaker[AsyncSession]
 H = timedelta(hours=1)
@@ -48,8 +49,9 @@ async def first_seal(sessionmaker: Maker, now: datetime) -> RefreshResult:
 
 async def health(sessionmaker: Maker, as_of: datetime, *, rollup: bool = True) -> list[AgentHealth]:
     async with sessionmaker() as session:
+        window = None if rollup else every_run_window_stats
         return await compute_agent_health(
-            session, DEFAULT_EXPECTED_RECORDS, THRESHOLDS, as_of, rollup=rollup
+            session, DEFAULT_EXPECTED_RECORDS, THRESHOLDS, as_of, window=window
         )
 
 

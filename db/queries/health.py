@@ -7,23 +7,21 @@ day that is the difference between milliseconds and minutes.
 
 The window aggregate reads the hours already rolled up from ``agent_run_hours`` and only the
 rest from ``agent_runs`` (db/queries/health_window.py); the scheduled check refreshes the
-rollup first (db/commands/health_rollup.py). ``rollup=False`` aggregates every run, as
-before: the oracle the tests compare with.
+rollup first (db/commands/health_rollup.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Select, case, func, literal, select, union_all
+from sqlalchemy import Select, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AgentRun
 from db.queries.health_window import Totals, window_totals
-from db.types import seconds_between
 from pipeline.health import (
     AgentHealth,
     HealthMetrics,
@@ -34,7 +32,7 @@ from pipeline.health import (
 COMPLETED, FAILED = "completed", "failed"
 
 
-class _WindowStats(BaseModel):
+class WindowStats(BaseModel):
     runs: int = 0
     errors: int = 0
     successes: int = 0
@@ -50,24 +48,30 @@ class _Milestones(BaseModel):
     first_run_at: datetime | None = None
 
 
+WindowReader = Callable[
+    [AsyncSession, Sequence[str], datetime, datetime], Awaitable[dict[str, WindowStats]]
+]
+"""Reads the window's runs per agent: ``(session, names, start, end)``."""
+
+
 async def compute_agent_health(
     session: AsyncSession,
     expected: Mapping[str, int],
     thresholds: HealthThresholds,
     as_of: datetime,
     *,
-    rollup: bool = True,
+    window: WindowReader | None = None,
 ) -> list[AgentHealth]:
     """Health of every configured agent at ``as_of``, in the configured order. The rollup
-    is read as it is (never refreshed here: API reads stay read-only)."""
+    is read as it is (never refreshed here: API reads stay read-only); ``window`` replaces
+    how the window is read (the tests' oracle aggregates every run)."""
     names = list(expected)
-    window_stats = _window_stats if rollup else _raw_window_stats
-    stats = await window_stats(session, names, as_of - thresholds.window, as_of)
+    stats = await (window or read_window_stats)(session, names, as_of - thresholds.window, as_of)
     milestones = await _milestones(session, names, as_of)
     return [
         _agent_health(
             name,
-            stats.get(name, _WindowStats()),
+            stats.get(name, WindowStats()),
             milestones.get(name, _Milestones()),
             expected[name],
             thresholds,
@@ -77,66 +81,22 @@ async def compute_agent_health(
     ]
 
 
-async def _window_stats(
+async def read_window_stats(
     session: AsyncSession, names: Sequence[str], start: datetime, end: datetime
-) -> dict[str, _WindowStats]:
+) -> dict[str, WindowStats]:
     """Runs started in [start, end], per agent: rollup rows where sealed, runs elsewhere."""
     totals = await window_totals(session, names, start, end)
     return {name: _stats_of(t) for name, t in totals.items()}
 
 
-def _stats_of(t: Totals) -> _WindowStats:
-    return _WindowStats(
+def _stats_of(t: Totals) -> WindowStats:
+    return WindowStats(
         runs=t.runs,
         errors=t.errors,
         successes=t.successes,
         avg_records=t.records_sum / t.records_n if t.records_n else 0.0,
         avg_duration=t.duration_sum / t.duration_n if t.duration_n else 0.0,
     )
-
-
-async def _raw_window_stats(
-    session: AsyncSession, names: Sequence[str], start: datetime, end: datetime
-) -> dict[str, _WindowStats]:
-    """Every run of the window aggregated from ``agent_runs``: what the rollup must equal."""
-    completed = AgentRun.status == COMPLETED
-    records = func.coalesce(AgentRun.records_processed, 0)
-    query = (
-        select(
-            AgentRun.agent_name,
-            func.count(),
-            func.coalesce(func.sum(case((AgentRun.status == FAILED, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((completed, 1), else_=0)), 0),
-            # impossible values an agent may report (negative counts, ending before it
-            # started) are left out of the averages rather than bending them
-            func.avg(case((completed & (records >= 0), records))),
-            func.avg(
-                case(
-                    (
-                        completed & (AgentRun.completed_at >= AgentRun.started_at),
-                        seconds_between(AgentRun.started_at, AgentRun.completed_at),
-                    )
-                )
-            ),
-        )
-        .where(
-            AgentRun.agent_name.in_(names),
-            AgentRun.started_at >= start,
-            AgentRun.started_at <= end,
-        )
-        .group_by(AgentRun.agent_name)
-    )
-    rows = (await session.execute(query)).all()
-    return {
-        name: _WindowStats(
-            runs=runs,
-            errors=errors,
-            successes=successes,
-            avg_records=float(avg_records or 0),
-            avg_duration=float(avg_duration or 0),
-        )
-        for name, runs, errors, successes, avg_records, avg_duration in rows
-    }
 
 
 def _latest(kind: str, agent: str, as_of: datetime) -> Select[Any]:
@@ -185,7 +145,7 @@ def _utc(value: datetime | str | None) -> datetime | None:
 
 def _agent_health(
     name: str,
-    stats: _WindowStats,
+    stats: WindowStats,
     ms: _Milestones,
     expected: int,
     thresholds: HealthThresholds,
