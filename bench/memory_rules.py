@@ -9,8 +9,6 @@ import ctypes.util
 from dataclasses import dataclass
 from typing import Literal
 
-from orchestrator.allocator import IMAGE_ENVIRONMENT
-
 FLAT = 1.10
 """The last tenth may use at most this much more memory than the tenth after the burst."""
 QUIET = 50
@@ -22,6 +20,21 @@ ALLOCATORS: tuple[Allocator, ...] = ("image", "glibc", "pymalloc")
 object through ``malloc``, jemalloc's), every Python object through glibc's ``malloc`` (with
 the worker's own tuning, two arenas and a trim each minute), or Python's defaults (small
 objects in its own arenas, over glibc)."""
+
+
+IMAGE_ENVIRONMENT = {
+    "PYTHONMALLOC": "malloc",
+    "LD_PRELOAD": "libjemalloc.so.2",
+    "MALLOC_CONF": "background_thread:true",
+}
+"""What the image sets before the interpreter starts (Dockerfile; a test holds the two
+together). Python keeps its small objects in arenas of its own and returns an arena only when
+every object in it is gone: after a burst of open handoffs, a few long-lived objects scattered
+through the burst's arenas kept it resident for good. With ``PYTHONMALLOC=malloc`` every
+object goes through ``malloc``, here jemalloc (Debian's ``libjemalloc2``), which returns free
+pages by itself, from a thread of its own, some seconds after they are freed. Measured on the
+same sweep, this kept the least after a burst and used the least CPU of the three ways tried
+(bench/README.md, figure 6)."""
 
 
 def allocator_env(base: dict[str, str], allocator: Allocator) -> dict[str, str]:

@@ -1,16 +1,10 @@
-"""Keep the worker's resident memory close to what it uses.
+"""Keep the worker's resident memory close to what it uses, where glibc is the allocator.
 
-Over a long sweep the worker's Python objects and the memory in use through ``malloc`` stay
-level, yet its resident size climbed after every burst of open handoffs (bench/README.md,
-figure 6). Two allocators kept what a burst freed: Python's own arenas (``IMAGE_ENVIRONMENT``
-says why) and glibc's, which gives each thread that allocates an arena of its own (up to
-eight per core; the SDK runs workflow code on a pool of threads and the Temporal core on its
-own) and keeps the chunks freed in each, fragmented among live ones.
-
-The image runs the worker as ``IMAGE_ENVIRONMENT`` says. Without it (a laptop, a plain
-``pip install``) the worker tunes glibc instead: two arenas let the threads share freed
-chunks again, and ``malloc_trim`` now and then hands whole free pages back. Both are glibc's;
-elsewhere (musl, macOS) there is nothing to do and these are no-ops.
+Without the image's allocator (jemalloc, with every Python object through ``malloc``: see the
+Dockerfile and bench/README.md, figure 6), glibc gives each thread that allocates an arena of
+its own and keeps the chunks freed in each. Two arenas let the threads share freed chunks
+again, and ``malloc_trim`` now and then hands whole free pages back. Elsewhere (musl, macOS)
+these are no-ops.
 """
 
 from __future__ import annotations
@@ -24,20 +18,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 log = logging.getLogger(__name__)
-
-IMAGE_ENVIRONMENT = {
-    "PYTHONMALLOC": "malloc",
-    "LD_PRELOAD": "libjemalloc.so.2",
-    "MALLOC_CONF": "background_thread:true",
-}
-"""What the image sets before the interpreter starts (Dockerfile; a test holds the two
-together). Python keeps its small objects in arenas of its own and returns an arena only when
-every object in it is gone: after a burst of open handoffs, a few long-lived objects scattered
-through the burst's arenas kept it resident for good. With ``PYTHONMALLOC=malloc`` every
-object goes through ``malloc``, here jemalloc (Debian's ``libjemalloc2``), which returns free
-pages by itself, from a thread of its own, some seconds after they are freed. Measured on the
-same sweep, this kept the least after a burst and used the least CPU of the three ways tried
-(bench/README.md, figure 6)."""
 
 
 def find_mallctl() -> Callable[..., int] | None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.memory_rules import IMAGE_ENVIRONMENT
 from orchestrator.allocator import (
-    IMAGE_ENVIRONMENT,
     find_malloc_trim,
     trim_memory_every,
     tune_worker_memory,

@@ -13,6 +13,7 @@ from bench.memory_rules import (
     AFTER,
     BEFORE,
     HOLD_AT_MOST,
+    IMAGE_ENVIRONMENT,
     LAST,
     QUIET,
     Burst,
@@ -21,7 +22,6 @@ from bench.memory_rules import (
     settle_seconds,
     stretches,
 )
-from orchestrator.allocator import IMAGE_ENVIRONMENT
 
 
 def open_gate() -> asyncio.Event:
