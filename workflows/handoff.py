@@ -23,18 +23,16 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.agent_http import HttpAgentActivities
     from activities.handoffs import HandoffActivities
     from db.commands.handoffs import BeginInput, BeginResult, FinishInput, FinishResult, MarkInput
-    from pipeline.contract import PROCESS_PROSPECT, AgentResult, AgentTask, ResultStatus
-    from pipeline.contract import agent_task_queue as agent_queue
+    from pipeline.contract import AgentResult, AgentTask, ResultStatus
     from pipeline.handoffs import (
-        HandoffPolicy,
         HandoffState,
         HandoffStatus,
     )
     from workflows.handoff_types import CompleteInput, HandoffInput, HandoffOutcome
     from workflows.search_attributes import AGENT_NAME, HANDOFF_STATUS, PROSPECT_ID
+    from workflows.transports import transport_for
 
 LOCAL_TIMEOUT = timedelta(seconds=30)
 LOCAL_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=20)
@@ -158,10 +156,8 @@ class HandoffWorkflow:
             attempt=self._state.attempt,
         )
         try:
-            if input.policy.transport(task.agent) == "http":
-                result = await self._call_http_agent(task, input.policy)
-            else:
-                result = await self._call_temporal_agent(task, input.policy)
+            transport = transport_for(input.policy, task.agent)
+            result = await transport.call(task, input.policy, self)
         except ActivityError as err:
             if is_cancelled_exception(err):  # the workflow was cancelled while the agent ran
                 raise asyncio.CancelledError from err
@@ -172,49 +168,11 @@ class HandoffWorkflow:
             return HandoffOutcome(status=HandoffStatus.FAILED, result=result, detail=result.detail)
         return HandoffOutcome(status=HandoffStatus.COMPLETED, result=result, detail=result.detail)
 
-    async def _call_temporal_agent(self, task: AgentTask, policy: HandoffPolicy) -> AgentResult:
-        handle = workflow.start_activity(
-            PROCESS_PROSPECT,
-            task,
-            task_queue=agent_queue(task.agent),
-            result_type=AgentResult,
-            schedule_to_close_timeout=policy.hard_timeout,
-            start_to_close_timeout=min(policy.attempt_timeout, policy.hard_timeout),
-            retry_policy=RetryPolicy(
-                maximum_attempts=policy.agent_max_attempts, maximum_interval=timedelta(seconds=30)
-            ),
-            summary=f"{task.agent}: {task.from_state} prospect {task.prospect_id}",
-        )
-        await self._flag_stall(lambda: handle.done(), policy.stall_after)
-        return await handle
+    def completion(self) -> AgentResult | None:
+        """An HTTP agent's late result, once its callback signalled it (see ``complete``)."""
+        return self._completion.result if self._completion is not None else None
 
-    async def _call_http_agent(self, task: AgentTask, policy: HandoffPolicy) -> AgentResult:
-        ack = await workflow.execute_activity_method(
-            HttpAgentActivities.trigger_http_agent,
-            task,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(
-                maximum_attempts=policy.agent_max_attempts, maximum_interval=timedelta(seconds=30)
-            ),
-        )
-        if ack.result is not None:
-            return ack.result
-        await self._flag_stall(lambda: self._completion is not None, policy.stall_after)
-        remaining = max(policy.hard_timeout - policy.stall_after, timedelta(seconds=1))
-        try:
-            await workflow.wait_condition(
-                lambda: self._completion is not None,
-                timeout=remaining,
-                timeout_summary="hard timeout for the agent's callback",
-            )
-        except TimeoutError:
-            raise ApplicationError(
-                f"{task.agent} accepted the task but did not call back within {policy.hard_timeout}"
-            ) from None
-        assert self._completion is not None
-        return self._completion.result
-
-    async def _flag_stall(self, done: Callable[[], bool], after: timedelta) -> None:
+    async def flag_stall(self, done: Callable[[], bool], after: timedelta) -> None:
         """Past the stall deadline the handoff is marked stalled and keeps waiting."""
         try:
             await workflow.wait_condition(done, timeout=after, timeout_summary="stall deadline")
