@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test lint format install clean bench
+.PHONY: dev test test-fast lint format install clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# the fast tiers while you work: unit, db, workflows and api (a few minutes)
+test-fast: lint
+	$(BIN)/pytest -m "not integration and not chaos and not browser and not bench" $(PYTEST_ARGS)
 
 format: $(STAMP)
 	$(BIN)/ruff format .

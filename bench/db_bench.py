@@ -27,7 +27,7 @@ from db.queries.handoffs import find_pending_page
 from db.queries.health import compute_agent_health
 from orchestrator.settings import HandoffSettings, HealthSettings
 from pipeline.reports import PipelineReport
-from tests.oracles import every_run_window_stats
+from tests.helpers.oracles import every_run_window_stats
 
 PAGE_SIZE = min(HandoffSettings().page_size, HandoffSettings().max_children_per_run)
 """The sweep's page size with the default settings."""

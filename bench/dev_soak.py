@@ -9,7 +9,7 @@ behind (read from /proc), or "database is locked" appears in its log.
     python -m bench.dev_soak                  # twenty cycles at --speed 20 (about 8 minutes)
     python -m bench.dev_soak --cycles 3 --run-seconds 10
 
-tests/test_dev_signals.py runs a few cycles of the same through :func:`soak`.
+tests/integration/test_dev_signals.py runs a few cycles of the same through :func:`soak`.
 """
 
 from __future__ import annotations

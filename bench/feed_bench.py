@@ -41,7 +41,7 @@ from bench.temporal_bench import TimedAgent, ceiling, start_server
 from db.engine import create_engine
 from db.models import Prospect
 from orchestrator.settings import ScheduleSettings, Settings, TemporalSettings
-from tests.agents import FakeAgent
+from tests.helpers.agents import FakeAgent
 from worker import build_worker
 from workflows.cycle import CycleWorkflow
 from workflows.feed import FeedWorkflow

@@ -50,8 +50,8 @@ from bench.memory_rules import (
 from bench.results import Check, Figure, Goal
 from db.models import Handoff, Prospect
 from pipeline.handoffs import OPEN_STATUSES
-from tests.factories import add, prospect
-from tests.outage_support import stop_worker, worker_env
+from tests.helpers.factories import add, prospect
+from tests.helpers.outage import stop_worker, worker_env
 from workflows.cycle import CycleWorkflow
 from workflows.types import CycleInput
 

@@ -1,6 +1,6 @@
 """Figure 6's rules, apart from the machinery that runs the sweep: how the worker allocates,
 the burst of work made on purpose, and which stretches of the sweep are compared. Pure, so
-they are tested without a server (tests/test_bench_burst.py)."""
+they are tested without a server (tests/bench/test_bench_burst.py)."""
 
 from __future__ import annotations
 

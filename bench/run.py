@@ -48,7 +48,7 @@ Sizes (each size N loads N prospects and N agent runs into a fresh database):
   million take minutes each; plan on an hour or more.
 - ``--sizes 10000,50000`` for any list.
 
-Database: a throwaway PostgreSQL cluster started like the tests' (``tests/pg.py``; needs the
+Database: a throwaway PostgreSQL cluster started like the tests' (``tests/helpers/pg.py``; needs the
 server binaries), or ``--database-url`` / ``ORCH_DATABASE_URL`` (must be an empty database; the
 benchmark migrates it, fills it and empties it between sizes), or ``--backend sqlite`` (files
 in a temporary directory). Results: a table on stdout and ``bench/results/latest.json``.
@@ -258,7 +258,7 @@ def open_target(opts: argparse.Namespace, cluster: Any = None) -> Target:
         return UrlTarget(opts.database_url)
     if opts.backend == "sqlite":
         return SqliteTarget()
-    from tests.pg import start_cluster
+    from tests.helpers.pg import start_cluster
 
     return ClusterTarget(start_cluster(), own=True)
 

@@ -3,8 +3,8 @@ workflow with one activity, on the same server in the same run), and the latency
 agent finishing to the next one being triggered along chained handoffs.
 
 The orchestrator is the real worker (``worker.build_worker``); the agents are the tests'
-stand-ins (``tests.agents.FakeAgent``, no delay), wrapped to record when each call starts and
-returns."""
+stand-ins (``tests.helpers.agents.FakeAgent``, no delay), wrapped to record when each call
+starts and returns."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ from cli.devserver import find_binary
 from db.models import Handoff, Prospect
 from orchestrator.settings import FeedSettings, ScheduleSettings, Settings, TemporalSettings
 from pipeline.contract import PROCESS_PROSPECT, AgentResult, AgentTask, agent_task_queue
-from tests.agents import FakeAgent
-from tests.factories import add, prospect
+from tests.helpers.agents import FakeAgent
+from tests.helpers.factories import add, prospect
 from worker import build_worker
 from workflows.cycle import CycleWorkflow
 from workflows.search_attributes import ALL

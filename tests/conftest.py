@@ -18,10 +18,10 @@ from cli.devserver import find_binary
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.roles import Roles, grant_roles, is_postgres
-from orchestrator.settings import Settings, TemporalSettings
-from tests.agents import FakeAgent
-from tests.handoff_support import AGENTS
-from tests.pg import PgCluster, PostgresUnavailable, as_role, start_cluster
+from orchestrator.settings import Settings, TemporalSettings, get_settings
+from tests.helpers.agents import FakeAgent
+from tests.helpers.handoffs import AGENTS
+from tests.helpers.pg import PgCluster, PostgresUnavailable, as_role, start_cluster
 from workflows.search_attributes import ALL
 
 REQUIRE_POSTGRES = os.environ.get("ORCH_REQUIRE_POSTGRES") == "1"
@@ -29,6 +29,10 @@ REQUIRE_POSTGRES = os.environ.get("ORCH_REQUIRE_POSTGRES") == "1"
 # production it runs outside it, for speed); worker subprocesses inherit this
 os.environ.setdefault("ORCH_WORKER__SANDBOX_ALL", "true")
 BACKENDS = ["sqlite", "postgres"]
+TIERS = ("unit", "db", "workflows", "api", "integration", "chaos", "browser", "bench")
+"""Each folder under tests/ is a tier and a marker of the same name: ``make test-fast`` runs
+``unit``, ``db``, ``workflows`` and ``api`` (``-m "not integration and not chaos and not
+browser and not bench"``); ``make test`` runs them all."""
 ROLES = Roles()
 
 
@@ -153,3 +157,25 @@ def worker_settings(settings: Settings, client: Client) -> Settings:
 def agents(agent_sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, FakeAgent]:
     """Stand-in hygiene, researcher and outreach agents writing to this test's database."""
     return {name: FakeAgent(name, agent_sessionmaker) for name in AGENTS}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier: the folder it lives in."""
+    here = Path(__file__).parent
+    for item in items:
+        folder = Path(str(item.path)).relative_to(here).parts[0]
+        if folder in TIERS:
+            item.add_marker(getattr(pytest.mark, folder))
+
+
+@pytest.fixture
+def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The CLI configured for this test's database (the environment a user sets); yields
+    its URL. Settings a developer may have exported are cleared."""
+    monkeypatch.setenv("ORCH_DATABASE_URL", db_url)
+    monkeypatch.setenv("ORCH_STATE_DIR", str(tmp_path / "state"))
+    for name in ("ORCH_TIME_ZONE", "ORCH_REPORTS__AT", "ORCH_REPORTS__WEEKLY_DAY"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield db_url
+    get_settings.cache_clear()

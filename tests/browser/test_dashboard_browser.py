@@ -1,0 +1,239 @@
+"""The dashboard in a real browser: headless Chromium (Debian's ``chromium``) opens
+``/dashboard`` of ``orchestrator dev --simulate`` and checks what a person would see: four
+agent cards with a status, a funnel with prospects in it, handoff counts, links into the
+Temporal Web UI, and a live event arriving. It leaves a screenshot in tests/artifacts/.
+
+Without Chromium (``.ci/run`` installs it as root) the test is skipped, unless
+``ORCH_REQUIRE_BROWSER=1`` makes that a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import pytest
+
+from tests.helpers.api import free_port
+
+try:
+    from playwright.async_api import Locator, Page, async_playwright, expect
+except ImportError:  # reported by browser_or_skip
+    async_playwright = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+
+CHROMIUM = Path("/usr/bin/chromium")
+ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
+SCREENSHOT = Path(__file__).parents[1] / "artifacts" / "dashboard.png"
+# the network is closed: without these Chromium waits on updates, sync and GPU probes
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def browser_or_skip() -> None:
+    missing = None
+    if not CHROMIUM.exists():
+        missing = f"{CHROMIUM} not found (apt-get install chromium; .ci/run does it as root)"
+    elif async_playwright is None:
+        missing = "the playwright package is not installed (pip install -e '.[dev]')"
+    if missing and os.environ.get("ORCH_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"ORCH_REQUIRE_BROWSER=1 but {missing}")
+    if missing:
+        pytest.skip(missing)
+
+
+@dataclass
+class Stack:
+    api: str
+    ui: str
+    key: str
+    output: Path
+    """Everything ``orchestrator dev`` printed."""
+
+    def dashboard_url(self) -> str:
+        """The link ``dev`` prints with a new key, as a person would click it."""
+        found = re.search(r"Dashboard with it: (\S+)", self.output.read_text())
+        assert found, self.output.read_text()
+        return found.group(1)
+
+
+async def poll(check: Callable[[], Awaitable[T]], what: str, within: float = 60.0) -> T:
+    """``await check()`` until it returns something truthy; that value."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            if found := await check():
+                return found
+        except httpx.TransportError:
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{what} within {within} s")
+        await asyncio.sleep(0.5)
+
+
+@pytest.fixture
+async def simulated_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """``orchestrator dev --simulate`` on free ports, stopped with Ctrl-C (its process group
+    killed if it does not stop). Skips first when there is no browser to look at it."""
+    browser_or_skip()
+    ports = {name: free_port() for name in ("temporal", "ui", "api")}
+    state_dir = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    output = tmp_path / "dev.log"
+    process = subprocess.Popen(
+        [
+            str(ORCHESTRATOR),
+            "dev",
+            "--simulate",
+            "--speed",
+            "5",
+            "--state-dir",
+            str(state_dir),
+            "--temporal-port",
+            str(ports["temporal"]),
+            "--ui-port",
+            str(ports["ui"]),
+            "--api-port",
+            str(ports["api"]),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=output.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{ports['api']}"
+    try:
+        key_file = state_dir / "dev-api-key"
+        await poll(_answers(f"{api}/healthz"), "the API did not answer")
+        key = key_file.read_text().strip()
+        yield Stack(api, f"http://127.0.0.1:{ports['ui']}", key, output)
+    finally:
+        _stop(process)
+
+
+def _answers(url: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        async with httpx.AsyncClient(timeout=5) as http:
+            return (await http.get(url)).status_code == 200
+
+    return check
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+async def handoffs_completed(stack: Stack) -> int:
+    headers = {"X-API-Key": stack.key}
+    async with httpx.AsyncClient(timeout=5, headers=headers) as http:
+        body = (await http.get(f"{stack.api}/api/v1/orchestrator/pipeline")).json()
+    return body["handoffs"].get("completed", 0)
+
+
+async def test_dashboard_shows_a_living_pipeline(simulated_stack: Stack) -> None:
+    stack = simulated_stack
+    await poll(lambda: handoffs_completed(stack), "no handoff completed", within=60)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1440, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            url = stack.dashboard_url()
+            assert url == f"{stack.api}/dashboard#key={stack.key}"
+            await page.goto(url)
+            await check_page(page, stack)
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            await page.screenshot(path=str(SCREENSHOT), full_page=True)
+            print(f"dashboard screenshot: {SCREENSHOT}")
+            await check_login(await browser.new_page(), stack)
+            assert errors == []
+        finally:
+            await browser.close()
+    printed = [line for line in stack.output.read_text().splitlines() if stack.key in line]
+    assert len(printed) == 2, printed  # the new key and the dashboard link; no request line
+
+
+async def check_login(page: Page, stack: Stack) -> None:
+    """Without a key (a new tab) the page asks for one, refuses a wrong one, takes a right
+    one; the key never appears in a URL the page requests."""
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    await page.goto(f"{stack.api}/dashboard")
+    await expect(page.locator("#login")).to_be_visible()
+    await page.locator("#key").fill("orch_wrong")
+    await page.get_by_role("button", name="Open dashboard").click()
+    await expect(page.locator("#login-error")).to_have_text("invalid API key")
+    await page.locator("#key").fill(stack.key)
+    await page.get_by_role("button", name="Open dashboard").click()
+    await expect(page.locator("[data-agent]")).to_have_count(4)
+    assert requested and not [url for url in requested if stack.key in url]
+
+
+async def check_page(page: Page, stack: Stack) -> None:
+    # the key left the address bar at once; it is sent as a header, never in a URL
+    assert stack.key not in page.url
+    cards = page.locator("[data-agent]")
+    await expect(cards).to_have_count(4)
+    assert await cards.evaluate_all("cs => cs.map(c => c.dataset.agent)") == [
+        "prospector",
+        "hygiene",
+        "researcher",
+        "outreach",
+    ]
+    for card in await cards.all():
+        status = card.get_by_test_id("agent-status")
+        await expect(status).to_have_text(re.compile(r"^(healthy|degraded|failing|unknown)$"))
+    await expect(cards.first).to_contain_text("circuit")
+
+    # a non-empty funnel and state chart; handoff counts
+    counts = page.locator("#states .bar-row")
+    await expect(counts.first).to_be_visible()
+    assert max(int(c) for c in await _data(counts, "count")) > 0
+    assert int((await _data(page.locator("#funnel .funnel-row"), "count"))[0]) > 0
+    completed = page.locator('#handoff-tiles [data-kind="completed"]')
+    await expect(completed).to_have_attribute("data-count", re.compile(r"^[1-9]\d*$"))
+
+    # every workflow links to the Temporal Web UI
+    links = page.locator("a.wf")
+    await expect(links.first).to_be_visible()
+    prefix = f"{stack.ui}/namespaces/default/workflows/"
+    hrefs = await links.evaluate_all("as => as.map(a => a.href)")
+    assert hrefs and all(h.startswith(prefix) for h in hrefs), hrefs
+    assert any(h.startswith(prefix + "handoff-") for h in hrefs)
+    assert any(h.startswith(prefix + "cycle-") for h in hrefs)
+
+    # a live event (the simulation keeps handing off) reaches the page through the stream
+    await expect(page.locator("#live")).to_have_text("live")
+    await expect(page.get_by_test_id("event-count")).to_have_text(
+        re.compile(r"^[1-9]\d* live$"), timeout=30_000
+    )
+    await expect(page.locator("#events li.fresh").first).to_be_attached()
+
+
+async def _data(locator: Locator, name: str) -> list[str]:
+    return await locator.evaluate_all(f"els => els.map(e => e.dataset.{name})")

@@ -1,0 +1,136 @@
+"""``orchestrator dev`` end to end, as a user runs it: one command, real processes, Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from db.engine import create_engine, create_sessionmaker
+from tests.helpers.api import free_port
+from tests.helpers.factories import add, run
+
+ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
+
+
+@dataclass
+class DevStack:
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    api: str
+    ui: str
+    temporal: str
+
+
+async def wait_for(url: str, within: float = 60.0, key: str | None = None) -> httpx.Response:
+    deadline = asyncio.get_running_loop().time() + within
+    headers = {"X-API-Key": key} if key else {}
+    async with httpx.AsyncClient(timeout=5, headers=headers) as http:
+        while True:
+            try:
+                response = await http.get(url)
+                if response.status_code == 200:
+                    return response
+            except httpx.TransportError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{url} did not answer 200 within {within} s")
+            await asyncio.sleep(0.5)
+
+
+@pytest.fixture
+async def dev_stack(tmp_path: Path) -> AsyncIterator[DevStack]:
+    ports = {name: free_port() for name in ("temporal", "ui", "api")}
+    state_dir = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    process = subprocess.Popen(
+        [
+            str(ORCHESTRATOR),
+            "dev",
+            "--state-dir",
+            str(state_dir),
+            "--temporal-port",
+            str(ports["temporal"]),
+            "--ui-port",
+            str(ports["ui"]),
+            "--api-port",
+            str(ports["api"]),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    stack = DevStack(
+        process,
+        state_dir,
+        api=f"http://127.0.0.1:{ports['api']}",
+        ui=f"http://127.0.0.1:{ports['ui']}",
+        temporal=f"127.0.0.1:{ports['temporal']}",
+    )
+    yield stack
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+        subprocess.run(["pkill", "-f", str(state_dir)], check=False)
+
+
+async def cycles_completed(address: str) -> int:
+    client = await Client.connect(address)
+    query = "WorkflowType = 'orchestrator-cycle' AND ExecutionStatus = 'Completed'"
+    return len([w async for w in client.list_workflows(query)])
+
+
+async def test_dev_runs_the_whole_stack_and_stops_cleanly(dev_stack: DevStack) -> None:
+    health_url = f"{dev_stack.api}/api/v1/orchestrator/health"
+    await wait_for(f"{dev_stack.api}/healthz")
+    key = (dev_stack.state_dir / "dev-api-key").read_text().strip()
+    assert (await wait_for(f"{dev_stack.api}/readyz")).json()["ready"] is True
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(health_url)).status_code == 401
+    body = (await wait_for(health_url, key=key)).json()
+    assert [a["status"] for a in body["agents"]] == ["unknown"] * 4
+    assert (await wait_for(dev_stack.ui)).status_code == 200
+
+    # the first monitor cycle shows up within a minute of starting
+    for _ in range(120):
+        if await cycles_completed(dev_stack.temporal):
+            break
+        await asyncio.sleep(0.5)
+    assert await cycles_completed(dev_stack.temporal) >= 1
+
+    # agents report runs into the embedded SQLite database; health follows
+    engine = create_engine(f"sqlite+aiosqlite:///{dev_stack.state_dir / 'orchestrator.db'}")
+    now = datetime.now(UTC)
+    await add(
+        create_sessionmaker(engine),
+        *[run("hygiene", ago=timedelta(hours=1 + i), now=now) for i in range(3)],
+        *[run("researcher", "failed", ago=timedelta(hours=1 + i), now=now) for i in range(3)],
+    )
+    await engine.dispose()
+    response = await wait_for(health_url, key=key)
+    statuses = {a["agent_name"]: a["status"] for a in response.json()["agents"]}
+    assert statuses == {
+        "prospector": "unknown",
+        "hygiene": "healthy",
+        "researcher": "failing",
+        "outreach": "unknown",
+    }
+
+    dev_stack.process.send_signal(signal.SIGINT)
+    output, _ = dev_stack.process.communicate(timeout=30)
+    assert dev_stack.process.returncode == 0, output.decode(errors="replace")
+    assert b"Temporal Web UI" in output
+    assert key.encode() in output  # printed once, when it was made
+    leftover = subprocess.run(["pgrep", "-f", str(dev_stack.state_dir)], capture_output=True)
+    assert leftover.stdout == b"", "a process of the dev stack outlived Ctrl-C"
