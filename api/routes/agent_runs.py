@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
-from sqlalchemy import select
 
 from api.deps import IngestSessionDep, SettingsDep, TemporalDep
 from api.feed import nudge_feed_quietly
 from api.schemas import MAX_ID, NO_NUL, errors
-from db.models import AgentRun
+from db.commands.agent_runs import finish_run, record_run, run_by_id
+from db.queries.ledger import runs_of
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agent runs"], responses=errors(401, 404, 422))
 AgentPath = Annotated[str, Path(max_length=64)]
@@ -88,16 +88,14 @@ async def report_run(
     _not_future(body.started_at, "started_at")
     if body.completed_at is not None:
         _not_future(body.completed_at, "completed_at")
-    row = AgentRun(agent_name=name, **body.model_dump())
-    session.add(row)
-    await session.commit()
+    row = await record_run(session, name, body.model_dump())
     if body.status != "running" and body.handoff_id is None:
         background.add_task(nudge_feed_quietly, temporal, settings)
     return RunOut.model_validate(row, from_attributes=True)
 
 
 @router.patch("/{name}/runs/{run_id}", response_model=RunOut, responses=errors(400, 403, 409))
-async def finish_run(
+async def finish_reported_run(
     *,
     name: AgentPath,
     run_id: Annotated[int, Path(ge=1, le=MAX_ID)],
@@ -109,7 +107,7 @@ async def finish_run(
 ) -> RunOut:
     """Finish a run reported as running (outside a handoff, it wakes the change feed)."""
     _known(settings, name)
-    row = await session.get(AgentRun, run_id)
+    row = await run_by_id(session, run_id)
     if row is None or row.agent_name != name:
         raise HTTPException(404, detail=f"agent {name!r} has no run {run_id}")
     if row.status != "running":
@@ -117,9 +115,14 @@ async def finish_run(
     if body.completed_at < row.started_at:
         raise HTTPException(422, detail="completed_at is before the run's started_at")
     _not_future(body.completed_at, "completed_at")
-    row.status, row.completed_at = body.status, body.completed_at
-    row.records_processed, row.error = body.records_processed, body.error
-    await session.commit()
+    await finish_run(
+        session,
+        row,
+        status=body.status,
+        completed_at=body.completed_at,
+        records_processed=body.records_processed,
+        error=body.error,
+    )
     if row.handoff_id is None:
         background.add_task(nudge_feed_quietly, temporal, settings)
     return RunOut.model_validate(row, from_attributes=True)
@@ -137,14 +140,5 @@ async def list_runs(
 ) -> list[RunOut]:
     """An agent's latest runs, optionally for one handoff or in one status."""
     _known(settings, name)
-    query = (
-        select(AgentRun)
-        .where(AgentRun.agent_name == name)
-        .order_by(AgentRun.started_at.desc(), AgentRun.id.desc())
-        .limit(limit)
-    )
-    if handoff_id is not None:
-        query = query.where(AgentRun.handoff_id == handoff_id)
-    if status is not None:
-        query = query.where(AgentRun.status == status)
-    return [RunOut.model_validate(r, from_attributes=True) for r in await session.scalars(query)]
+    runs = await runs_of(session, name, limit=limit, handoff_id=handoff_id, status=status)
+    return [RunOut.model_validate(r, from_attributes=True) for r in runs]

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Path, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from temporalio.service import RPCError
 
 from api.deps import SessionDep, SettingsDep, TemporalDep
@@ -17,6 +16,7 @@ from db.commands.controls import control_of, record_change
 from db.models import AgentControl
 from db.queries.handoffs import pending_counts
 from db.queries.health import compute_agent_health
+from db.queries.ledger import agent_controls
 from orchestrator.settings import Settings
 from pipeline.health import AgentHealth
 from workflows.starters import start_cycle
@@ -81,7 +81,7 @@ async def list_agents(*, session: SessionDep, settings: SettingsDep) -> list[Age
     """Every configured agent: health, pause and circuit state, queue depth."""
     now = datetime.now(UTC)
     healths = await compute_agent_health(session, settings.agents, settings.health, now)
-    controls = {c.agent_name: c for c in await session.scalars(select(AgentControl))}
+    controls = await agent_controls(session)
     depth = await pending_counts(session)
     out = []
     for health in healths:

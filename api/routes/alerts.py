@@ -7,11 +7,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import select, update
 
 from api.deps import SessionDep
 from api.schemas import MAX_ID, NO_NUL, errors
-from db.models import Alert, OrchestratorAction
+from db.commands.alerts import acknowledge
+from db.queries.ledger import alert_list
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"], responses=errors(401, 422))
 
@@ -43,12 +43,8 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[AlertOut]:
     """Alerts, most recently seen first, filterable by status and agent."""
-    query = select(Alert).order_by(Alert.last_seen.desc(), Alert.id.desc()).limit(limit)
-    if status is not None:
-        query = query.where(Alert.status == status)
-    if agent is not None:
-        query = query.where(Alert.agent_name == agent)
-    return [AlertOut.model_validate(a, from_attributes=True) for a in await session.scalars(query)]
+    alerts = await alert_list(session, limit=limit, status=status, agent=agent)
+    return [AlertOut.model_validate(a, from_attributes=True) for a in alerts]
 
 
 @router.post("/{alert_id}/acknowledge", response_model=AlertOut, responses=errors(403, 404, 409))
@@ -61,24 +57,9 @@ async def acknowledge_alert(
     now = datetime.now(UTC)
     key = getattr(request.state, "api_key", None)
     by = key.name if key is not None else None
-    acked = await session.execute(
-        update(Alert)
-        .where(Alert.id == alert_id, Alert.status == "open")
-        .values(status="acknowledged", acknowledged_at=now, acknowledged_by=by)
-    )
-    alert = await session.get(Alert, alert_id, populate_existing=True)
+    alert = await acknowledge(session, alert_id, by=by, now=now)
     if alert is None:
         raise HTTPException(404, detail=f"no alert {alert_id}")
     if alert.status == "resolved":
         raise HTTPException(409, detail=f"alert {alert_id} is already resolved")
-    if acked.rowcount:
-        session.add(
-            OrchestratorAction(
-                action="alert_acknowledged",
-                agent_name=alert.agent_name,
-                created_at=now,
-                details={"alert_id": alert_id, "fingerprint": alert.fingerprint, "by": by},
-            )
-        )
-    await session.commit()
     return AlertOut.model_validate(alert, from_attributes=True)

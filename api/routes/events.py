@@ -14,11 +14,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.schemas import MAX_ID, errors
 from db.models import Event
+from db.queries.ledger import events_after
 
 router = APIRouter(prefix="/api/v1", tags=["events"], responses=errors(401, 422))
 POLL_SECONDS = 1.0
@@ -38,10 +38,7 @@ def _frame(event: Event) -> str:
 
 async def _batch(sessionmaker: async_sessionmaker[AsyncSession], after: int) -> list[Event]:
     async with sessionmaker() as session:
-        rows = await session.scalars(
-            select(Event).where(Event.id > after).order_by(Event.id).limit(BATCH)
-        )
-        return list(rows)
+        return await events_after(session, after, BATCH)
 
 
 async def _stream(

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select, tuple_
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -19,6 +18,7 @@ from api.schemas import MAX_ID, NO_NUL, errors
 from db.commands.controls import blocked_agents
 from db.models import Handoff
 from db.queries.handoffs import pending_for_prospect, pending_from_row, why_no_handoff
+from db.queries.ledger import handoff_page, handoffs_of
 from orchestrator.signing import SIGNATURE_HEADER, verify
 from pipeline.contract import AgentResult
 from pipeline.handoffs import (
@@ -87,17 +87,14 @@ async def list_handoffs(
     cursor: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
 ) -> HandoffPage:
     """The handoff ledger, newest first, filterable by status, agent and prospect."""
-    query = select(Handoff).order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(limit)
-    if status is not None:
-        query = query.where(Handoff.status == status.value)
-    if agent is not None:
-        query = query.where(Handoff.to_agent == agent)
-    if prospect_id is not None:
-        query = query.where(Handoff.prospect_id == prospect_id)
-    if cursor is not None:
-        created, last_id = _parse_cursor(cursor)
-        query = query.where(tuple_(Handoff.created_at, Handoff.id) < tuple_(created, last_id))
-    rows = list(await session.scalars(query))
+    rows = await handoff_page(
+        session,
+        limit=limit,
+        status=status.value if status is not None else None,
+        agent=agent,
+        prospect_id=prospect_id,
+        before=_parse_cursor(cursor) if cursor is not None else None,
+    )
     next_cursor = f"{rows[-1].created_at.isoformat()}|{rows[-1].id}" if len(rows) == limit else None
     return HandoffPage(items=[_out(r) for r in rows], next_cursor=next_cursor)
 
@@ -115,13 +112,7 @@ async def prospect_handoff(
     temporal: TemporalDep,
 ) -> ProspectHandoffs:
     """A prospect's live handoff (queried from its workflow) and its handoff history."""
-    rows = list(
-        await session.scalars(
-            select(Handoff)
-            .where(Handoff.prospect_id == prospect_id)
-            .order_by(Handoff.created_at.desc())
-        )
-    )
+    rows = await handoffs_of(session, prospect_id)
     client = await temporal_client(temporal)
     workflow_id = handoff_workflow_id(prospect_id)
     live = await _live_state(client.get_workflow_handle(workflow_id))

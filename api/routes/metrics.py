@@ -11,15 +11,18 @@ import httpx
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
-from sqlalchemy import func, select
 
 from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.feed import read_feed
 from api.schemas import errors
 from api.temporal import TemporalUnavailable
-from db.models import Alert, CycleHeartbeat, Handoff
 from db.queries.handoffs import pending_counts
 from db.queries.health import compute_agent_health
+from db.queries.pipeline import (
+    handoffs_by_status_and_agent,
+    last_completed_cycles,
+    unresolved_alerts_by_severity,
+)
 from orchestrator.sdk_metrics import installed_sdk_metrics
 from pipeline.health import HealthStatus
 from pipeline.metrics import FEED_LAG
@@ -54,22 +57,11 @@ async def metrics(*, session: SessionDep, settings: SettingsDep, temporal: Tempo
         ["status", "agent"],
         registry=registry,
     )
-    rows = await session.execute(
-        select(Handoff.status, Handoff.to_agent, func.count()).group_by(
-            Handoff.status, Handoff.to_agent
-        )
-    )
-    for status, agent, n in rows.all():
+    for status, agent, n in await handoffs_by_status_and_agent(session):
         handoffs.labels(status, agent).set(n)
     alerts = Gauge("orchestrator_open_alerts", "Unresolved alerts", ["severity"], registry=registry)
-    for severity in ("warning", "critical"):
-        alerts.labels(severity).set(0)
-    rows = await session.execute(
-        select(Alert.severity, func.count())
-        .where(Alert.status != "resolved")
-        .group_by(Alert.severity)
-    )
-    for severity, n in rows.all():
+    open_alerts = {"warning": 0, "critical": 0} | await unresolved_alerts_by_severity(session)
+    for severity, n in open_alerts.items():
         alerts.labels(severity).set(n)
     beats = Gauge(
         "orchestrator_cycle_last_completed_seconds",
@@ -77,9 +69,7 @@ async def metrics(*, session: SessionDep, settings: SettingsDep, temporal: Tempo
         ["mode"],
         registry=registry,
     )
-    for mode, at in (
-        await session.execute(select(CycleHeartbeat.mode, CycleHeartbeat.last_completed_at))
-    ).all():
+    for mode, at in (await last_completed_cycles(session)).items():
         beats.labels(mode).set(at.timestamp())
     await _feed(temporal, settings, registry)
     body = generate_latest(registry) + await _sdk_metrics()

@@ -11,14 +11,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.schemas import ErrorResponse
-from db.models import Activity, Event, Handoff, Prospect
+from db.queries.pipeline import (
+    entries_since,
+    handoffs_by_status,
+    last_event_id,
+    live_prospects_by_status,
+)
 from orchestrator.settings import Settings
-from pipeline.reports import STATUS_CHANGE_TARGET_KEY, FunnelStep, funnel_entries, funnel_steps
+from pipeline.reports import FunnelStep, funnel_entries, funnel_steps
 from pipeline.states import TERMINAL_STATES, TRANSITIONS
 from workflows.search_attributes import CYCLE_MODE
 from workflows.starters import web_ui_url
@@ -70,38 +74,13 @@ class CycleOut(BaseModel):
 
 
 async def _state_counts(session: AsyncSession) -> list[StateCount]:
-    query = (
-        select(Prospect.status, func.count())
-        .where(Prospect.deleted_at.is_(None))
-        .group_by(Prospect.status)
-    )
-    found = {status: int(n) for status, n in (await session.execute(query)).all()}
+    found = await live_prospects_by_status(session)
     known = [
         StateCount(state=s, count=found.pop(s, 0), terminal=s in TERMINAL_STATES, known=True)
         for s in TRANSITIONS
     ]
     unknown = [StateCount(state=s, count=n, terminal=False, known=False) for s, n in found.items()]
     return known + sorted(unknown, key=lambda c: c.state)
-
-
-async def _entries_since(session: AsyncSession, since: datetime) -> dict[str, int]:
-    """Prospects added, and ``status_change`` activities into each state, since ``since``."""
-    target = Activity.details[STATUS_CHANGE_TARGET_KEY].as_string()
-    moves = (
-        select(target.label("target"))
-        .where(Activity.type == "status_change", Activity.created_at >= since)
-        .subquery()
-    )
-    # grouped outside the subquery: PostgreSQL would see the JSON key bound twice otherwise
-    grouped = select(moves.c.target, func.count()).group_by(moves.c.target)
-    into = {state: int(n) for state, n in (await session.execute(grouped)).all() if state}
-    added = select(func.count()).where(Prospect.created_at >= since)
-    return funnel_entries(int((await session.execute(added)).scalar_one()), into)
-
-
-async def _handoff_counts(session: AsyncSession) -> dict[str, int]:
-    query = select(Handoff.status, func.count()).group_by(Handoff.status)
-    return {status: int(n) for status, n in (await session.execute(query)).all()}
 
 
 def temporal_links(settings: Settings) -> TemporalLinks:
@@ -122,8 +101,7 @@ async def get_pipeline(
     """Prospects per state, the funnel over a window, handoffs by status, the newest event."""
     now = datetime.now(UTC)
     since = now - timedelta(hours=window_hours)
-    entries = await _entries_since(session, since)
-    last_event = await session.scalar(select(func.max(Event.id)))
+    entries = funnel_entries(*await entries_since(session, since))
     states = await _state_counts(session)
     return PipelineOut(
         checked_at=now,
@@ -132,8 +110,8 @@ async def get_pipeline(
         funnel_since=since,
         funnel_entries=entries,
         funnel=funnel_steps(entries),
-        handoffs=await _handoff_counts(session),
-        last_event_id=last_event or 0,
+        handoffs=await handoffs_by_status(session),
+        last_event_id=await last_event_id(session),
         temporal=temporal_links(settings),
     )
 

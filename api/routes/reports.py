@@ -9,13 +9,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
-from sqlalchemy import select
 from temporalio.client import WorkflowFailureError
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.schemas import CalendarDate, errors
 from db.commands.reports import load_report
-from db.models import PipelineReport as ReportRow
+from db.queries.ledger import latest_report_date, stored_reports
 from orchestrator.settings import Settings
 from pipeline.report_markdown import to_markdown
 from pipeline.reports import report_date_for, report_window
@@ -87,12 +86,7 @@ async def get_latest_weekly_report(
     *, session: SessionDep, settings: SettingsDep, fmt: Format = "json"
 ) -> Any:
     """The most recent stored weekly report."""
-    day = await session.scalar(
-        select(ReportRow.report_date)
-        .where(ReportRow.kind == "weekly")
-        .order_by(ReportRow.report_date.desc())
-        .limit(1)
-    )
+    day = await latest_report_date(session, "weekly")
     if day is None:
         raise HTTPException(404, detail=f"no weekly report yet; {_when(settings, 'weekly')}")
     return await _respond(session, settings, "weekly", date.fromisoformat(day), fmt)
@@ -114,9 +108,6 @@ async def list_reports(
     limit: Annotated[int, Query(ge=1, le=365)] = 30,
 ) -> list[StoredReport]:
     """Stored reports, newest first (without their payloads)."""
-    query = select(ReportRow).order_by(ReportRow.report_date.desc(), ReportRow.kind).limit(limit)
-    if kind is not None:
-        query = query.where(ReportRow.kind == kind)
     return [
         StoredReport(
             kind=r.kind,
@@ -125,7 +116,7 @@ async def list_reports(
             window_end=r.window_end,
             created_at=r.created_at,
         )
-        for r in await session.scalars(query)
+        for r in await stored_reports(session, limit=limit, kind=kind)
     ]
 
 

@@ -17,10 +17,10 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import AgentControl, Alert, Notification
+from db.models import AgentControl, Alert, Notification, OrchestratorAction
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +184,28 @@ def notification_payload(alert: Alert, event: str, web_ui_url: str | None) -> di
         "last_seen": alert.last_seen.isoformat(),
         "web_ui_url": web_ui_url,
     }
+
+
+async def acknowledge(
+    session: AsyncSession, alert_id: int, *, by: str | None, now: datetime
+) -> Alert | None:
+    """Someone is on it: an open alert becomes acknowledged (one conditional update, so the
+    worker resolving it meanwhile wins, and a second click changes nothing), with an audit
+    row the first time. The alert as it is now; ``None`` if there is none."""
+    acked = await session.execute(
+        update(Alert)
+        .where(Alert.id == alert_id, Alert.status == "open")
+        .values(status="acknowledged", acknowledged_at=now, acknowledged_by=by)
+    )
+    alert = await session.get(Alert, alert_id, populate_existing=True)
+    if alert is not None and acked.rowcount:
+        session.add(
+            OrchestratorAction(
+                action="alert_acknowledged",
+                agent_name=alert.agent_name,
+                created_at=now,
+                details={"alert_id": alert_id, "fingerprint": alert.fingerprint, "by": by},
+            )
+        )
+    await session.commit()
+    return alert
