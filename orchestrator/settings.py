@@ -153,8 +153,8 @@ class HandoffSettings(HandoffPolicy):
 
     page_size: int = Field(2000, ge=1, le=5000)
     """Prospects in a trigger state judged per finder page (so at most this many handoffs);
-    a page never exceeds ``max_children_per_run``. Fewer, larger pages cost less in all: at
-    100k pending, pages of 500 took 5.2 s and of 2,000 1.8 s (bench/README.md)."""
+    a page never exceeds ``max_children_per_run``. Fewer, larger pages cost less in all
+    (bench/README.md, figure 3)."""
     max_children_per_run: int = Field(1900, ge=1, le=1900)
     """Children started before a sweep continues as new (Temporal allows 2,000 pending)."""
     start_batch: int = Field(100, ge=1, le=1000)

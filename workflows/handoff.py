@@ -42,8 +42,8 @@ LOCAL_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attemp
 class HandoffWorkflow:
     """Outside the SDK's sandbox in production (``ORCH_WORKER__SANDBOX_ALL`` puts it back):
     a new sandbox per handoff (its module imported again each time) cost a fifth of handoff
-    throughput (21.6/s against 27.2/s, bench/README.md). Its code keeps the sandbox's rules,
-    and the tests and replays run it sandboxed."""
+    throughput (bench/README.md). Its code keeps the sandbox's rules, and the tests and
+    replays run it sandboxed."""
 
     def __init__(self) -> None:
         self._state: HandoffState | None = None

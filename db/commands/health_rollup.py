@@ -1,47 +1,10 @@
 """An hourly rollup of ``agent_runs`` for the health window, kept in ``agent_run_hours``.
 
-Why: the health check aggregates every run of its 24-hour window, and at a million runs a day
-that is 0.27 s of PostgreSQL reading rows. An hour that is over hardly changes, so each one is
-summed once per agent (runs, errors, successes, and each average as a sum and a count, so
-hours add up to exactly what one aggregate over the window gives) and the check reads at most
-24 of those rows per agent, plus the runs of the hours that are not rolled up.
-
-Reading (db/queries/health_window.py) never relies on the rollup being fresh: an (agent,
-hour) without a row is read from ``agent_runs``, in the same single statement, by
-``started_at`` ranges that the (agent_name, started_at) index serves.
-
-Refreshing (:func:`refresh_rollup`, before each scheduled health check) runs in one
-transaction that one refresh at a time holds:
-
-1. Invalidate sealed hours that changed. A run that arrived after its hour was sealed (an
-   agent that writes its row when the run ends, the ingestion endpoint posting old runs) is
-   among the rows whose id is past a watermark; a run that was ``running`` when its hour was
-   sealed and has finished since shows as a changed count of running rows. Such hours are
-   deleted and sealed again below. (Sealing waits for no run to finish: a run left
-   ``running`` by an agent that crashed would otherwise keep its hour raw for good, and the
-   benchmark's data has such runs in every hour.)
-2. Seal every (agent, hour) of the retention span (window + 24 h) that ended at least
-   ``settle`` ago and has no row: one aggregate per hour for all the agents missing it, zero
-   rows included (an hour without runs is a fact too).
-3. Prune rollup rows older than the span; record a mark (newest run id, now); prune marks.
-
-The watermark is the newest mark recorded at least ``LATE_LAG`` before the newest mark, that
-is, before the previous refresh. A row committed after the previous refresh looked took its
-id at most ``LATE_LAG`` before that refresh (no agent transaction stays open longer), so its
-id is past the watermark. A watermark taken ``LATE_LAG`` before *now* would not do: with
-refreshes 15 minutes apart, a row whose id was taken just before one refresh and committed
-just after would be skipped by every later one. Until such a mark exists (the first two
-refreshes of a new database, ``LATE_LAG`` apart) nothing is sealed.
-
-What a refresh does not see (the residual limits):
-
-- a finished run *updated* or deleted after its hour was sealed (records corrected, a
-  completed run turned failed): the hour keeps the old figures until it leaves the span;
-- a run whose transaction stayed open longer than ``LATE_LAG`` between taking its id and
-  committing, or worker clocks more than ``LATE_LAG`` apart; rows written with explicit ids
-  below ids already committed: such a late row can go unseen the same way;
-- between a change and the next refresh, readers that do not refresh (the API, reports) see
-  a sealed hour as it was sealed; the scheduled check refreshes first.
+An hour that is over hardly changes, so each one is summed once per agent (sums and counts,
+so hours add up to exactly one aggregate over the window) and the check reads at most 24 rows
+per agent plus the runs of the hours not rolled up. A refresh (before each scheduled check)
+invalidates sealed hours that changed, seals settled ones, prunes; how late rows are found
+and what a refresh cannot see are in docs/ARCHITECTURE.md ("The health rollup").
 """
 
 from __future__ import annotations

@@ -89,8 +89,7 @@ async def find_pending_page(
     read from the ``(status, id)`` index alone (one seek per trigger state), bounds the page;
     then one pass over that id range applies the full rules (tier, contact email, not yet
     handed off). Judging ``limit`` rows per state and keeping the first ``limit`` of the
-    merge did the expensive part up to six times over: at 100,000 pending among a million
-    prospects, 2.5 s for all pages against 1.3 s (PostgreSQL, ``ANALYZE``d)."""
+    merge did the expensive part up to six times over (bench/README.md, figure 3)."""
     bound = await _page_bound(session, after_id, limit, triggers)
     if bound is None:
         return PendingWindow(items=[], next_cursor=None)
