@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
@@ -45,3 +45,15 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 IngestSessionDep = Annotated[AsyncSession, Depends(get_ingest_session)]
 TemporalDep = Annotated[TemporalGateway, Depends(get_temporal_gateway)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retry-safe work: the same key returns the work it started before "
+        "(for the namespace's retention, 24 h on the dev server); another request with the "
+        "same key is a 422.",
+    ),
+]

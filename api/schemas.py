@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator
 
@@ -43,7 +43,10 @@ class RunResponse(BaseModel):
     run_id: str | None
     mode: str
     web_ui_url: str
+    status: Literal["running", "completed", "failed"] = "running"
+    """``running`` until a wait sees it end; follow it at ``GET /cycles/{workflow_id}``."""
     result: CycleSummary | None = None
+    error: str | None = None
 
 
 class ErrorResponse(BaseModel):

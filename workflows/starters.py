@@ -3,11 +3,14 @@ and the simulation start a cycle, a handoff or the feed here, and build Web UI l
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from urllib.parse import quote
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from orchestrator.settings import TemporalSettings
 from pipeline.handoffs import (
@@ -34,18 +37,72 @@ def web_ui_url(temporal: TemporalSettings, workflow_id: str | None = None) -> st
     return f"{workflows}/{quote(workflow_id, safe='')}" if workflow_id else workflows
 
 
+class IdempotencyConflict(ValueError):
+    """The idempotency key was used before for a different request."""
+
+
+def keyed_workflow_id(kind: str, operation: str, key: str) -> str:
+    """The one workflow id an operation's idempotency key names: a retry with the same key
+    lands on the same workflow, which Temporal keeps for the namespace's retention."""
+    return f"{kind}-key-{keyed_request(operation, key)}"
+
+
 async def start_cycle(
-    client: Client, task_queue: str, input: CycleInput, *, started_by: str, summary: str
+    client: Client,
+    task_queue: str,
+    input: CycleInput,
+    *,
+    started_by: str,
+    summary: str,
+    idempotency_key: str | None = None,
+    operation: str | None = None,
 ) -> WorkflowHandle[CycleWorkflow, CycleSummary]:
-    """Start a cycle now; its id says what it is and who asked (``cycle-<mode>-<by>-…``)."""
-    return await client.start_workflow(
-        CycleWorkflow.run,
-        input,
-        id=f"cycle-{input.mode}-{started_by}-{uuid.uuid4().hex[:12]}",
-        task_queue=task_queue,
-        search_attributes=cycle_attributes(input.mode),
-        static_summary=summary,
-    )
+    """Start a cycle now; its id says what it is and who asked (``cycle-<mode>-<by>-…``).
+    With an idempotency key, the cycle the key started before (running or closed) is
+    returned instead, if it was asked for the same work; else ``IdempotencyConflict``."""
+    if idempotency_key is None:
+        return await client.start_workflow(
+            CycleWorkflow.run,
+            input,
+            id=f"cycle-{input.mode}-{started_by}-{uuid.uuid4().hex[:12]}",
+            task_queue=task_queue,
+            search_attributes=cycle_attributes(input.mode),
+            static_summary=summary,
+        )
+    # per task queue, as the feed is: deployments sharing a namespace share no keys
+    scope = f"{task_queue}/{operation or started_by}"
+    workflow_id = keyed_workflow_id("cycle", scope, idempotency_key)
+    request = input.model_dump_json(include={"mode", "report_kind", "report_date"})
+    try:
+        handle = await client.start_workflow(
+            CycleWorkflow.run,
+            input,
+            id=workflow_id,
+            task_queue=task_queue,
+            search_attributes=cycle_attributes(input.mode),
+            static_summary=summary,
+            memo={REQUEST_MEMO: request},
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+    except WorkflowAlreadyStartedError:  # closed, and kept: the key's first cycle
+        handle = client.get_workflow_handle_for(CycleWorkflow.run, workflow_id)
+    await same_request(handle, request)
+    return handle
+
+
+REQUEST_MEMO = "request"
+"""What a keyed start was asked to do, kept in its workflow's memo."""
+
+
+async def same_request(handle: WorkflowHandle, request: str) -> None:
+    """Raise ``IdempotencyConflict`` unless the workflow was started for ``request``."""
+    memo = await (await handle.describe()).memo()
+    if memo.get(REQUEST_MEMO) != request:
+        raise IdempotencyConflict(
+            f"this Idempotency-Key was used for another request ({memo.get(REQUEST_MEMO)}); "
+            "use a new key for new work"
+        )
 
 
 async def start_handoff(
@@ -56,10 +113,12 @@ async def start_handoff(
     task_queue: str,
     why: str,
     retry: bool = False,
+    request: str | None = None,
 ) -> str:
     """Start the handoff of ``pending``; its workflow id. Raises
     ``WorkflowAlreadyStartedError`` when the prospect has a handoff open; ``retry`` lets it
-    take over a failed or abandoned claim of the same state entry."""
+    take over a failed or abandoned claim of the same state entry. ``request`` (see
+    ``keyed_request``) is kept in its memo, so a retry of the request finds it."""
     handle = await client.start_workflow(
         HandoffWorkflow.run,
         HandoffInput(pending=pending, policy=policy, retry=retry),
@@ -68,8 +127,34 @@ async def start_handoff(
         search_attributes=handoff_attributes(pending.prospect_id, pending.to_agent),
         static_summary=f"{why}: {pending.from_state} → {pending.to_agent}, "
         f"prospect {pending.prospect_id}",
+        memo={REQUEST_MEMO: request, PENDING_MEMO: pending.model_dump(mode="json")}
+        if request
+        else None,
     )
     return handle.id
+
+
+PENDING_MEMO = "pending"
+"""The state entry a keyed handoff start handed off."""
+
+
+def keyed_request(operation: str, key: str) -> str:
+    return hashlib.sha256(f"{operation}\n{key}".encode()).hexdigest()[:24]
+
+
+async def handoff_started_for(
+    client: Client, prospect_id: int, request: str
+) -> PendingHandoff | None:
+    """The entry the prospect's latest handoff workflow handed off, if ``request`` started
+    it (a retried request); ``None`` otherwise."""
+    handle = client.get_workflow_handle(handoff_workflow_id(prospect_id))
+    try:
+        memo = await (await handle.describe()).memo()
+    except RPCError:
+        return None
+    if memo.get(REQUEST_MEMO) != request or PENDING_MEMO not in memo:
+        return None
+    return PendingHandoff.model_validate(memo[PENDING_MEMO])
 
 
 async def ensure_feed(client: Client, task_queue: str) -> WorkflowHandle[FeedWorkflow, None]:

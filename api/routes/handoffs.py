@@ -13,7 +13,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import authorize
-from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
+from api.deps import IdempotencyKey, SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.schemas import MAX_ID, NO_NUL, errors
 from db.commands.controls import blocked_agents
 from db.models import Handoff
@@ -26,10 +26,11 @@ from pipeline.handoffs import (
     RETRYABLE_STATUSES,
     HandoffState,
     HandoffStatus,
+    PendingHandoff,
     handoff_workflow_id,
 )
 from workflows.handoff import CompleteInput, HandoffWorkflow
-from workflows.starters import start_handoff, web_ui_url
+from workflows.starters import handoff_started_for, keyed_request, start_handoff, web_ui_url
 
 router = APIRouter(prefix="/api/v1", tags=["handoffs"], responses=errors(401, 422))
 callbacks = APIRouter(prefix="/api/v1", tags=["handoffs"], responses=errors(401, 422))
@@ -148,9 +149,17 @@ async def hand_off_prospect(
     session: SessionDep,
     settings: SettingsDep,
     temporal: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> StartedHandoff:
     """Hand this prospect off now, without waiting for the feed or the sweep (409 with the
-    reason when no trigger admits it, its agent is held, or a handoff is open)."""
+    reason when no trigger admits it, its agent is held, or a handoff is open). A retry with
+    the same ``Idempotency-Key`` answers with the handoff it started."""
+    request = keyed_request("prospect-handoff", idempotency_key) if idempotency_key else None
+    if request is not None:
+        client = await temporal_client(temporal)
+        started = await handoff_started_for(client, prospect_id, request)
+        if started is not None:
+            return _started(settings, started, handoff_workflow_id(prospect_id))
     pending = await pending_for_prospect(session, prospect_id)
     if pending is None:
         reason = await why_no_handoff(session, prospect_id)
@@ -169,14 +178,19 @@ async def hand_off_prospect(
             policy=policy,
             task_queue=settings.temporal.task_queue,
             why="requested through the API",
+            request=request,
         )
     except WorkflowAlreadyStartedError as exc:
         see = f"GET /api/v1/prospects/{prospect_id}/handoff"
         raise HTTPException(
             409, detail=f"prospect {prospect_id} has a handoff open; see {see}"
         ) from exc
+    return _started(settings, pending, workflow_id)
+
+
+def _started(settings: SettingsDep, pending: PendingHandoff, workflow_id: str) -> StartedHandoff:
     return StartedHandoff(
-        prospect_id=prospect_id,
+        prospect_id=pending.prospect_id,
         handoff_id=pending.id,
         from_state=pending.from_state,
         to_agent=pending.to_agent,
@@ -192,13 +206,22 @@ async def hand_off_prospect(
     responses=ACTION_ERRORS,
 )
 async def retry_handoff(
-    *, handoff_id: HandoffIdPath, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+    *,
+    handoff_id: HandoffIdPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> ActionResult:
     """Blocked: try the lease again now. Failed, cancelled, or left open by a workflow that
-    is gone: run the handoff again."""
+    is gone: run the handoff again. A retry of this request with the same
+    ``Idempotency-Key`` answers as the first did, and starts nothing more."""
     row = await _ledger_row(session, handoff_id)
     client = await temporal_client(temporal)
     handle = client.get_workflow_handle(handoff_workflow_id(row.prospect_id))
+    request = keyed_request(f"retry {handoff_id}", idempotency_key) if idempotency_key else None
+    if request is not None and await handoff_started_for(client, row.prospect_id, request):
+        return ActionResult(handoff_id=handoff_id, action="restarted", workflow_id=handle.id)
     live = await _live_state(handle)
     if live is not None and live.handoff_id == handoff_id:
         if live.status is not HandoffStatus.BLOCKED:
@@ -223,6 +246,7 @@ async def retry_handoff(
             task_queue=settings.temporal.task_queue,
             why="retry",
             retry=True,
+            request=request,
         )
     except WorkflowAlreadyStartedError as exc:
         raise HTTPException(

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 from temporalio.client import WorkflowFailureError
 
-from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
+from api.deps import IdempotencyKey, SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.feed import read_feed
 from api.schemas import HealthResponse, RunResponse, errors
 from db.queries.health import compute_agent_health
 from pipeline.handoffs import feed_workflow_id
 from pipeline.health import overall_status
 from pipeline.modes import UnsupportedModeError, parse_mode
-from workflows.starters import start_cycle, web_ui_url
+from workflows.starters import IdempotencyConflict, start_cycle, web_ui_url
 from workflows.types import CycleInput, FeedState
 
 router = APIRouter(prefix="/api/v1/orchestrator", tags=["orchestrator"], responses=errors(401))
@@ -34,29 +35,38 @@ async def get_health(*, session: SessionDep, settings: SettingsDep) -> HealthRes
     "/run",
     response_model=RunResponse,
     status_code=202,
-    responses=errors(403, 422, 502, 503, 504),
+    responses=errors(403, 422, 503),
 )
 async def run_cycle(
     *,
     temporal: TemporalDep,
     settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
     mode: str = Query("full", description="monitor, handoffs, resolve, validate, report, full"),
     wait: bool = Query(False, description="Wait for the cycle and return its summary"),
-    wait_seconds: float = Query(60.0, gt=0, le=600, description="How long to wait with wait=true"),
+    wait_seconds: float = Query(
+        60.0, ge=0.1, le=600, description="How long to wait with wait=true"
+    ),
 ) -> RunResponse:
-    """Start an orchestration cycle now; returns its workflow id (and its result with wait)."""
+    """Start an orchestration cycle now; 202 with its workflow id, and with ``wait`` its
+    summary if it ends in time (else ``status: running``: poll ``GET /cycles/{id}``)."""
     try:
         cycle_mode = parse_mode(mode)
     except UnsupportedModeError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     client = await temporal_client(temporal)
-    handle = await start_cycle(
-        client,
-        settings.temporal.task_queue,
-        CycleInput(mode=cycle_mode.value),
-        started_by="manual",
-        summary=f"{cycle_mode.value} cycle, started through the API",
-    )
+    try:
+        handle = await start_cycle(
+            client,
+            settings.temporal.task_queue,
+            CycleInput(mode=cycle_mode.value),
+            started_by="manual",
+            summary=f"{cycle_mode.value} cycle, started through the API",
+            idempotency_key=idempotency_key,
+            operation="run",
+        )
+    except IdempotencyConflict as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
     workflow_id = handle.id
     response = RunResponse(
         workflow_id=workflow_id,
@@ -65,18 +75,12 @@ async def run_cycle(
         web_ui_url=web_ui_url(settings.temporal, workflow_id),
     )
     if wait:
-        try:
-            response.result = await asyncio.wait_for(handle.result(), wait_seconds)
-        except TimeoutError as exc:
-            raise HTTPException(
-                status_code=504,
-                detail=f"cycle {workflow_id} still running after {wait_seconds:g} s; "
-                "it goes on: follow it in the Web UI",
-            ) from exc
-        except WorkflowFailureError as exc:
-            raise HTTPException(
-                status_code=502, detail=f"cycle {workflow_id} failed: {exc.cause}"
-            ) from exc
+        with contextlib.suppress(TimeoutError):  # still running: the answer says so
+            try:
+                response.result = await asyncio.wait_for(handle.result(), wait_seconds)
+                response.status = "completed"
+            except WorkflowFailureError as exc:
+                response.status, response.error = "failed", str(exc.cause)
     return response
 
 

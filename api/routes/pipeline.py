@@ -6,15 +6,22 @@ Every count is one grouped query over an indexed column; nothing is loaded to be
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowQueryRejectedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
-from api.schemas import ErrorResponse
+from api.schemas import NO_NUL, ErrorResponse
 from db.queries.pipeline import (
     entries_since,
     handoffs_by_status,
@@ -24,8 +31,10 @@ from db.queries.pipeline import (
 from orchestrator.settings import Settings
 from pipeline.reports import FunnelStep, funnel_entries, funnel_steps
 from pipeline.states import TERMINAL_STATES, TRANSITIONS
+from workflows.cycle import CycleWorkflow
 from workflows.search_attributes import CYCLE_MODE
 from workflows.starters import web_ui_url
+from workflows.types import CycleProgress, CycleSummary
 
 ERRORS = {401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
 router = APIRouter(prefix="/api/v1/orchestrator", tags=["pipeline"], responses=ERRORS)
@@ -143,6 +152,62 @@ async def list_cycles(
             )
         )
     return cycles
+
+
+class CycleStatusOut(CycleOut):
+    progress: CycleProgress | None = None
+    """While it runs: the step it is on and how far it got (its ``progress`` query)."""
+    result: CycleSummary | None = None
+    error: str | None = None
+
+
+@router.get(
+    "/cycles/{workflow_id}",
+    response_model=CycleStatusOut,
+    responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+)
+async def get_cycle(
+    *,
+    workflow_id: Annotated[str, Path(max_length=255, pattern=NO_NUL)],
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> CycleStatusOut:
+    """One cycle: its status, its progress while it runs, its summary once it has ended
+    (what a client that got 202 from ``POST /run`` polls)."""
+    client = await temporal_client(temporal)
+    handle = client.get_workflow_handle_for(CycleWorkflow.run, workflow_id)
+    try:
+        described = await handle.describe()
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        described = None
+    if described is None or described.workflow_type != CYCLE_WORKFLOW_TYPE:
+        raise HTTPException(404, detail=f"no cycle {workflow_id!r}")
+    status = described.status.name.lower() if described.status else "unknown"
+    out = CycleStatusOut(
+        workflow_id=workflow_id,
+        mode=described.typed_search_attributes.get(CYCLE_MODE),
+        status=status,
+        started_at=described.start_time,
+        closed_at=described.close_time,
+        web_ui_url=web_ui_url(settings.temporal, workflow_id),
+    )
+    if described.status is WorkflowExecutionStatus.RUNNING:
+        with contextlib.suppress(RPCError, WorkflowQueryRejectedError):
+            out.progress = await handle.query(CycleWorkflow.progress, rpc_timeout=PROGRESS_WAIT)
+    elif described.status is WorkflowExecutionStatus.COMPLETED:
+        out.result = await handle.result()
+    else:
+        try:
+            await handle.result()
+        except WorkflowFailureError as exc:
+            out.error = str(exc.cause)
+    return out
+
+
+PROGRESS_WAIT = timedelta(seconds=3)
+"""A query is answered by a worker: without one, the status alone is returned."""
 
 
 def _quoted(value: str) -> str:

@@ -7,18 +7,18 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from temporalio.client import WorkflowFailureError
 
-from api.deps import SessionDep, SettingsDep, TemporalDep, temporal_client
-from api.schemas import CalendarDate, errors
+from api.deps import IdempotencyKey, SessionDep, SettingsDep, TemporalDep, temporal_client
+from api.schemas import CalendarDate, RunResponse, errors
 from db.commands.reports import load_report
 from db.queries.ledger import latest_report_date, stored_reports
 from orchestrator.settings import Settings
 from pipeline.report_markdown import to_markdown
 from pipeline.reports import report_date_for, report_window
-from workflows.starters import start_cycle
+from workflows.starters import IdempotencyConflict, start_cycle, web_ui_url
 from workflows.types import CycleInput
 
 router = APIRouter(prefix="/api/v1/orchestrator", tags=["reports"], responses=errors(401, 422))
@@ -121,7 +121,9 @@ async def list_reports(
 
 
 @router.post(
-    "/reports/{report_date}/generate", status_code=201, responses=errors(403, 502, 503, 504)
+    "/reports/{report_date}/generate",
+    status_code=201,
+    responses={**errors(403, 503), 202: {"model": RunResponse}},
 )
 async def generate_report(
     *,
@@ -129,10 +131,12 @@ async def generate_report(
     session: SessionDep,
     settings: SettingsDep,
     temporal: TemporalDep,
+    idempotency_key: IdempotencyKey = None,
     kind: Kind = "daily",
-    wait_seconds: Annotated[float, Query(gt=0, le=600)] = 120.0,
+    wait_seconds: Annotated[float, Query(ge=0.1, le=600)] = 120.0,
 ) -> Any:
-    """(Re)generate the report for a past date through a report cycle, and return it."""
+    """(Re)generate the report for a past date through a report cycle: 201 with the report
+    when it is done within ``wait_seconds``, else 202 with the cycle to follow."""
     today = report_date_for(datetime.now(UTC), settings.time_zone, settings.reports.at)
     try:
         report_window(report_date, settings.time_zone, settings.reports.at, days=7)
@@ -145,19 +149,30 @@ async def generate_report(
             f"date now is {today.isoformat()}",
         )
     client = await temporal_client(temporal)
-    handle = await start_cycle(
-        client,
-        settings.temporal.task_queue,
-        CycleInput(mode="report", report_kind=kind, report_date=report_date),
-        started_by=f"{kind}-{report_date.isoformat()}",
-        summary=f"{kind} report for {report_date}, requested through the API",
+    try:
+        handle = await start_cycle(
+            client,
+            settings.temporal.task_queue,
+            CycleInput(mode="report", report_kind=kind, report_date=report_date),
+            started_by=f"{kind}-{report_date.isoformat()}",
+            summary=f"{kind} report for {report_date}, requested through the API",
+            idempotency_key=idempotency_key,
+            operation="report",
+        )
+    except IdempotencyConflict as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+    running = RunResponse(
+        workflow_id=handle.id,
+        run_id=handle.result_run_id,
+        mode="report",
+        web_ui_url=web_ui_url(settings.temporal, handle.id),
     )
-    workflow_id = handle.id
     try:
         await asyncio.wait_for(handle.result(), wait_seconds)
-    except TimeoutError as exc:
-        raise HTTPException(504, detail=f"report cycle {workflow_id} still running") from exc
+    except TimeoutError:
+        return JSONResponse(running.model_dump(mode="json"), status_code=202)
     except WorkflowFailureError as exc:
-        raise HTTPException(502, detail=f"report cycle {workflow_id} failed: {exc.cause}") from exc
+        failed = running.model_copy(update={"status": "failed", "error": str(exc.cause)})
+        return JSONResponse(failed.model_dump(mode="json"), status_code=202)
     session.expire_all()
     return await _respond(session, settings, kind, report_date, "json")
