@@ -4,7 +4,7 @@ and the simulation start a cycle, a handoff or the feed here, and build Web UI l
 from __future__ import annotations
 
 import hashlib
-import uuid
+import secrets
 from urllib.parse import quote
 
 from temporalio.client import Client, WorkflowHandle
@@ -64,7 +64,7 @@ async def start_cycle(
         return await client.start_workflow(
             CycleWorkflow.run,
             input,
-            id=f"cycle-{input.mode}-{started_by}-{uuid.uuid4().hex[:12]}",
+            id=f"cycle-{input.mode}-{started_by}-{secrets.token_hex(6)}",
             task_queue=task_queue,
             search_attributes=cycle_attributes(input.mode),
             static_summary=summary,
