@@ -20,6 +20,7 @@ SAMPLE = {
     "name": "hygiene",
     "alert_id": "1",
     "run_id": "1",
+    "workflow_id": "cycle-full-manual-0",
 }
 OPEN = {"/healthz", "/readyz", "/api/v1/handoffs/{handoff_id}/complete"}
 
