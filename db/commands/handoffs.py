@@ -8,7 +8,7 @@ run may take over only an abandoned open row, or a failed one when explicitly re
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import case, delete, select, update
@@ -98,24 +98,31 @@ async def begin_handoff(session: AsyncSession, input: BeginInput) -> BeginResult
     return claim.model_copy(update={"leased_at": now})
 
 
+def _new_row(
+    session: AsyncSession, input: BeginInput, status: HandoffStatus, now: datetime, **extra: Any
+) -> Any:
+    """An ``INSERT`` of the first ledger row of ``input``'s state entry, owned by its run."""
+    pending = input.pending
+    return insert_for(session, Handoff).values(
+        id=pending.id,
+        prospect_id=pending.prospect_id,
+        from_state=pending.from_state,
+        state_entered_at=pending.state_entered_at,
+        to_agent=pending.to_agent,
+        status=status.value,
+        attempt=1,
+        workflow_id=input.workflow_id,
+        workflow_run_id=input.run_id,
+        created_at=now,
+        updated_at=now,
+        **extra,
+    )
+
+
 async def _claim(session: AsyncSession, input: BeginInput, now: datetime) -> BeginResult:
     pending = input.pending
     inserted = await session.execute(
-        insert_for(session, Handoff)
-        .values(
-            id=pending.id,
-            prospect_id=pending.prospect_id,
-            from_state=pending.from_state,
-            state_entered_at=pending.state_entered_at,
-            to_agent=pending.to_agent,
-            status=HandoffStatus.PENDING.value,
-            attempt=1,
-            workflow_id=input.workflow_id,
-            workflow_run_id=input.run_id,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing()
+        _new_row(session, input, HandoffStatus.PENDING, now).on_conflict_do_nothing()
     )
     if inserted.rowcount:
         return BeginResult(outcome="leased", attempt=1)
@@ -183,25 +190,10 @@ async def _record_superseded(
     )
     if closed.rowcount:
         await _release_lease(session, pending)
-    await session.execute(
-        insert_for(session, Handoff)
-        .values(
-            id=pending.id,
-            prospect_id=pending.prospect_id,
-            from_state=pending.from_state,
-            state_entered_at=pending.state_entered_at,
-            to_agent=pending.to_agent,
-            status=HandoffStatus.SUPERSEDED.value,
-            attempt=1,
-            workflow_id=input.workflow_id,
-            workflow_run_id=input.run_id,
-            detail=reason,
-            created_at=now,
-            updated_at=now,
-            finished_at=now,
-        )
-        .on_conflict_do_nothing()
+    closing = _new_row(
+        session, input, HandoffStatus.SUPERSEDED, now, detail=reason, finished_at=now
     )
+    await session.execute(closing.on_conflict_do_nothing())
     await session.commit()
 
 

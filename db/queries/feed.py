@@ -14,7 +14,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Handoff, Prospect
-from db.queries.handoffs import not_yet_handed_off, trigger_clause
+from db.queries.handoffs import not_yet_handed_off, pending_from_rows, trigger_clause
 from pipeline.handoffs import PendingHandoff
 from pipeline.triggers import HANDOFF_TRIGGERS, HandoffTrigger
 
@@ -65,16 +65,7 @@ async def find_state_entries(
 ) -> StateEntries:
     """One statement: the oldest ``limit`` pending state entries since ``since``."""
     query = state_entries_query(since, limit, triggers, agents, exclude)
-    rows = (await session.execute(query)).all()
-    items = [
-        PendingHandoff(
-            prospect_id=pid,
-            from_state=status,
-            state_entered_at=entered,
-            to_agent=triggers[status].next_agent,
-        )
-        for pid, status, entered in rows
-    ]
+    items = pending_from_rows((await session.execute(query)).all(), triggers)
     return StateEntries(items=items, full=len(items) >= limit)
 
 

@@ -4,11 +4,11 @@ in Python."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, union_all
+from sqlalchemy import ColumnElement, Row, and_, exists, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Contact, Handoff, Prospect
@@ -103,7 +103,15 @@ async def find_pending_page(
     if after_id is not None:
         query = query.where(Prospect.id > after_id)
     rows = (await session.execute(query.order_by(Prospect.id))).all()
-    items = [
+    items = pending_from_rows(rows, triggers)
+    return PendingWindow(items=items, next_cursor=upper if full else None)
+
+
+def pending_from_rows(
+    rows: Sequence[Row[tuple[int, str, datetime]]], triggers: Mapping[str, HandoffTrigger]
+) -> list[PendingHandoff]:
+    """(id, status, status_changed_at) rows of prospects in a trigger state, as handoffs."""
+    return [
         PendingHandoff(
             prospect_id=pid,
             from_state=status,
@@ -112,7 +120,6 @@ async def find_pending_page(
         )
         for pid, status, entered in rows
     ]
-    return PendingWindow(items=items, next_cursor=upper if full else None)
 
 
 async def _page_bound(
