@@ -225,7 +225,12 @@ async def check_page(page: Page, stack: Stack) -> None:
     hrefs = await links.evaluate_all("as => as.map(a => a.href)")
     assert hrefs and all(h.startswith(prefix) for h in hrefs), hrefs
     assert any(h.startswith(prefix + "handoff-") for h in hrefs)
-    assert any(h.startswith(prefix + "cycle-") for h in hrefs)
+    # the cycles the Schedules start (the prospector leaves handoffs to the feed), and the feed
+    cycles = await page.locator("#cycles a.wf").evaluate_all("as => as.map(a => a.href)")
+    assert cycles and all(h.startswith(prefix) for h in cycles), cycles
+    feed = page.locator('#feed [data-kind="feed-lag"]')
+    await expect(feed).to_have_attribute("data-running", "true")
+    assert prefix + "feed-orchestrator" in hrefs
 
     # a live event (the simulation keeps handing off) reaches the page through the stream
     await expect(page.locator("#live")).to_have_text("live")
