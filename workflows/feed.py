@@ -37,13 +37,15 @@ MAX_HISTORY = 10_000
 
 @workflow.defn(name="orchestrator-feed")
 class FeedWorkflow:
-    def __init__(self) -> None:
-        self._state = FeedState()
+    @workflow.init
+    def __init__(self, input: FeedInput) -> None:
+        """The state is set up here, not in ``run``: a nudge sent as the feed starts is
+        handled before ``run`` begins, and must find the state it counts in."""
+        self._state = input.state or FeedState(started_at=workflow.now())
         self._nudged = False
 
     @workflow.run
     async def run(self, input: FeedInput) -> None:
-        self._state = input.state or FeedState(started_at=workflow.now())
         started = 0
         while True:
             poll = await self._poll()

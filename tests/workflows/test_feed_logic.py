@@ -16,12 +16,12 @@ from temporalio.worker import Worker
 from activities.feed import FeedPoll, FeedPollInput
 from activities.handoffs import FindPendingInput, HandoffActivities, PendingPage, Room
 from activities.upkeep import AfterCycle, AfterCycleInput
-from pipeline.handoffs import HandoffPolicy, PendingHandoff
+from pipeline.handoffs import HandoffPolicy, PendingHandoff, feed_workflow_id
 from tests.helpers.handoffs import wait_until
 from workflows.cycle import CycleWorkflow
 from workflows.feed import FeedWorkflow
 from workflows.handoff_types import HandoffInput
-from workflows.starters import ensure_feed
+from workflows.starters import ensure_feed, nudge_feed
 from workflows.types import CycleInput, CycleSummary, FeedState
 
 NOW = datetime.now(UTC)
@@ -137,3 +137,22 @@ async def test_the_sweep_counts_as_caught_only_entries_older_than_the_feeds_wind
 
 async def _polled(handle, n: int) -> bool:  # type: ignore[no-untyped-def]
     return (await state_of(handle)).polls >= n
+
+
+async def test_a_nudge_that_starts_the_feed_is_counted(client: Client) -> None:
+    """Signal-with-start hands the nudge to the feed before its ``run`` begins."""
+    queue = f"feed-logic-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[FeedWorkflow, StubHandoff],
+        activities=[StubPolls().poll],
+    ):
+        await nudge_feed(client, queue)
+        handle = client.get_workflow_handle(feed_workflow_id(queue))
+        try:
+            await wait_until(lambda: _polled(handle, 1))
+            state = await state_of(handle)
+        finally:
+            await handle.terminate("test over")
+    assert state.nudges == 1
