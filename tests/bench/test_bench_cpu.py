@@ -44,6 +44,10 @@ def test_a_busy_child_is_found_by_its_command_line_and_its_cpu_counted() -> None
     spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 2: pass\n"
     child = subprocess.Popen([sys.executable, "-c", spin + f"#{marker}"])
     try:
+        # until the child has exec'd, /proc shows the parent's command line
+        deadline = time.monotonic() + 30
+        while not pids_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert pids_with(marker) == [child.pid]
         parts = meters(os.getpid(), marker)
         assert set(parts) >= {"worker", "bench", "postgres", "temporal"}
