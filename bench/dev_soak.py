@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tests.helpers.api import free_port
 
 ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
 LOCKED = b"database is locked"
@@ -38,12 +39,6 @@ READ_PATHS = (
     "/api/v1/events?follow=false",
     "/api/v1/agents",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -251,6 +246,8 @@ def main() -> None:
     parser.add_argument("--stop-within", type=float, default=10)
     parser.add_argument("--workdir", type=Path, default=Path("bench/results/dev_soak"))
     args = parser.parse_args()
+    # absolute: the stack runs with the work directory as its current directory
+    args.workdir = args.workdir.resolve()
     args.workdir.mkdir(parents=True, exist_ok=True)
     options = {"speed": args.speed, "run_seconds": args.run_seconds, "readers": args.readers}
     results = asyncio.run(soak(args.workdir, args.cycles, **options))
