@@ -83,3 +83,71 @@ async def test_a_cancelled_write_rolls_back_and_frees_the_lock_at_once(
     async with engine.connect() as conn:
         assert await conn.scalar(text("SELECT n FROM counter WHERE id = 1")) == 0
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def read_between_writes(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session:
+        await session.execute(text("UPDATE counter SET n = n + 1 WHERE id = 1"))
+        await session.scalar(text("SELECT n FROM counter WHERE id = 2"))  # a cursor closes
+        await asyncio.sleep(0.005)
+        await session.execute(text("UPDATE counter SET n = n + 1 WHERE id = 2"))
+        await session.commit()
+
+
+async def test_a_writer_keeps_its_turn_across_reads_until_it_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If a read in the middle of a write transaction gave the process's write turn away,
+    the next writer would take it and wait on the SQLite lock the first still holds, while
+    the first waits for the turn: both stuck until the (here shortened) timeout."""
+    monkeypatch.setattr("db.engine.SQLITE_BUSY_TIMEOUT_MS", 2_000)
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER)"))
+        await conn.execute(text("INSERT INTO counter VALUES (1, 0), (2, 0)"))
+    sessions = create_sessionmaker(engine)
+    try:
+        for _ in range(10):
+            work = [read_between_writes(sessions) for _ in range(3)] + [write(sessions)]
+            results = await asyncio.gather(*work, return_exceptions=True)
+            assert not [r for r in results if isinstance(r, BaseException)], results
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT n FROM counter WHERE id = 1")) == 30
+            assert await conn.scalar(text("SELECT n FROM counter WHERE id = 2")) == 40
+    finally:
+        await engine.dispose()
+
+
+async def test_writers_of_one_process_write_in_the_order_they_asked(
+    sqlite: tuple[AsyncEngine, async_sessionmaker[AsyncSession]],
+) -> None:
+    """First come, first served: writers queue for the file's turn in the event loop, where
+    SQLite's busy handler would let whichever retry happens to land first go next."""
+    engine, sessions = sqlite
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE arrivals (seq INTEGER PRIMARY KEY, who INTEGER)"))
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with sessions() as session:
+            await session.execute(text("UPDATE counter SET n = 1 WHERE id = 1"))
+            holding.set()
+            await release.wait()
+            await session.commit()
+
+    async def arrive(who: int) -> None:
+        async with sessions() as session:
+            await session.execute(text("INSERT INTO arrivals (who) VALUES (:who)"), {"who": who})
+            await session.commit()
+
+    holder = asyncio.create_task(hold())
+    await holding.wait()
+    waiters = []
+    for who in range(12):
+        waiters.append(asyncio.create_task(arrive(who)))
+        await asyncio.sleep(0.01)  # each one asks after the one before
+    release.set()
+    await asyncio.gather(holder, *waiters)
+    async with engine.connect() as conn:
+        order = (await conn.execute(text("SELECT who FROM arrivals ORDER BY seq"))).scalars()
+        assert list(order) == list(range(12))
