@@ -6,15 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-
-from db.sqlite_writers import queued_writer_creator
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a write transaction waits for SQLite's write lock: a bound, not a wait, since
@@ -24,31 +22,17 @@ each one holds the lock for its own few statements (:data:`SQLITE_BEGIN`)."""
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An engine for ``url``. SQLite gets WAL and a busy timeout so the worker, the API and
     the simulated agents can share one file, foreign keys switched on as PostgreSQL has
-    them, and the locking rule of :data:`SQLITE_BEGIN`, with the writers of one process
-    queued for their turn (:mod:`db.sqlite_writers`). PostgreSQL is left as it is."""
+    them, and the locking rule of :data:`SQLITE_BEGIN`. PostgreSQL is left as it is."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_async_engine(url, **kwargs)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = _sqlite_engine(url, parsed, **kwargs)
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "isolation_level": SQLITE_BEGIN}
+    engine = create_async_engine(url, connect_args=connect_args, **kwargs)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
-
-
-def _sqlite_engine(url: str, parsed: URL, **kwargs: Any) -> AsyncEngine:
-    """The engine over connections that queue their writes (:mod:`db.sqlite_writers`),
-    connected with what the dialect itself would pass to ``sqlite3.connect``."""
-    timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
-    args, params = parsed.get_dialect()().create_connect_args(parsed)
-    params.update(kwargs.pop("connect_args", {}))
-    params.update(timeout=timeout, isolation_level=SQLITE_BEGIN)
-    if not parsed.database or parsed.database == ":memory:":
-        return create_async_engine(url, connect_args=params, **kwargs)
-    database = str(Path(parsed.database).resolve())
-    create = queued_writer_creator(database, tuple(args), params, timeout)
-    return create_async_engine(url, async_creator=create, **kwargs)
 
 
 SQLITE_BEGIN = "IMMEDIATE"
