@@ -50,9 +50,10 @@ async def sweep(client: Client, settings: Settings, record_as: str | None = None
     return summary
 
 
-async def wait_closed(client: Client, prospect_id: int) -> WorkflowHandle:
+async def wait_closed(client: Client, prospect_id: int, within: float = 60.0) -> WorkflowHandle:
+    """Wait for a prospect's handoff to close; fail after ``within`` seconds, never hang."""
     handle = client.get_workflow_handle(handoff_workflow_id(prospect_id))
-    await handle.result()
+    await asyncio.wait_for(handle.result(), within)
     return handle
 
 
