@@ -22,28 +22,13 @@ from db.queries.feed import find_state_entries
 from db.queries.handoffs import find_pending_page
 from db.queries.retention import pruned_through
 from orchestrator.settings import RetentionSettings
-from tests.helpers.factories import add, count, prospect
+from tests.helpers.factories import add, count, finished_handoff, prospect
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=400)
 """Older than every default window."""
 RECENT = NOW - timedelta(days=1)
 """Inside every default window."""
-
-
-def ledger_row(pid: int, state: str, entered: datetime, *, status: str = "completed") -> Handoff:
-    finished = None if status == "running" else entered + timedelta(minutes=1)
-    return Handoff(
-        id=f"{pid}:{state}:{int(entered.timestamp() * 1e6)}",
-        prospect_id=pid,
-        from_state=state,
-        state_entered_at=entered,
-        to_agent="hygiene",
-        status=status,
-        created_at=entered,
-        updated_at=entered,
-        finished_at=finished,
-    )
 
 
 def alert(aid: int, *, resolved_at: datetime | None) -> Alert:
@@ -97,11 +82,11 @@ async def test_a_prospect_still_in_its_handed_off_entry_is_not_handed_off_again(
     )
     await add(
         sessionmaker,
-        ledger_row(1, "identified", OLD),
-        ledger_row(1, "new", OLD - timedelta(days=10)),  # an entry it has left
-        ledger_row(2, "identified", OLD),  # prospect 2 moved on since
-        ledger_row(3, "identified", OLD),  # prospect 3 no longer exists
-        ledger_row(2, "scored", OLD + timedelta(days=1), status="running"),  # open: kept
+        finished_handoff(1, "identified", OLD),
+        finished_handoff(1, "new", OLD - timedelta(days=10)),  # an entry it has left
+        finished_handoff(2, "identified", OLD),  # prospect 2 moved on since
+        finished_handoff(3, "identified", OLD),  # prospect 3 no longer exists
+        finished_handoff(2, "scored", OLD + timedelta(days=1), status="running"),  # open: kept
         OrchestratorAction(action="handoff_started", prospect_id=1, created_at=OLD),
         Event(dedup_key="e1", kind="handoff_completed", payload={}, created_at=OLD),
     )

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from db.models import Event, Handoff, OrchestratorAction
 from orchestrator.settings import RetentionSettings, Settings
 from pipeline.modes import FULL_ORDER, CycleMode
-from tests.helpers.factories import add, count, prospect
+from tests.helpers.factories import add, count, finished_handoff, prospect
 from tests.helpers.handoffs import run_cycle
 from worker import build_worker
 from workflows.cycle import CycleWorkflow
@@ -28,29 +28,14 @@ BOUND = 60.0
 """Seconds any one cycle may take here before the test fails instead of hanging."""
 
 
-def ledger_row(pid: int, state: str, entered: datetime) -> Handoff:
-    finished = entered + timedelta(minutes=1)
-    return Handoff(
-        id=f"{pid}:{state}:{int(entered.timestamp() * 1e6)}",
-        prospect_id=pid,
-        from_state=state,
-        state_entered_at=entered,
-        to_agent="hygiene",
-        status="completed",
-        created_at=entered,
-        updated_at=entered,
-        finished_at=finished,
-    )
-
-
 async def seed(sessionmaker, agent_sessionmaker) -> None:
     """Prospect 1 still sits in the ``identified`` entry it was handed off from 400 days ago;
     its earlier entry's handoff, its audit row and seven events are past every window."""
     await add(agent_sessionmaker, *prospect("identified", pid=1, entered=OLD))
     await add(
         sessionmaker,
-        ledger_row(1, "identified", OLD),
-        ledger_row(1, "new", OLD - timedelta(days=3)),
+        finished_handoff(1, "identified", OLD),
+        finished_handoff(1, "new", OLD - timedelta(days=3)),
         OrchestratorAction(action="handoff_started", prospect_id=1, created_at=OLD),
         *[Event(dedup_key=f"e{i}", kind="k", payload={}, created_at=OLD) for i in range(7)],
     )
