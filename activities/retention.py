@@ -47,6 +47,7 @@ class RetentionActivities:
             batch_size=self._retention.batch_size,
             batch_pause=self._retention.batch_pause,
             max_batches=self._retention.batches_per_pass,
+            busy_share=self._retention.busy_share,
         )
         done = await prune_tables(self._sessionmaker, plan, tables, on_batch=_heartbeat)
         return HousekeepingPass(

@@ -143,7 +143,7 @@ async def sweep(client: Client, settings: Settings, sm, writer: PlainWriter, pid
     async def done() -> bool:
         return await count_handed_off(sm, pids.start, pids.stop - 1) >= len(pids)
 
-    ended = await wait_for(done, max(180.0, len(pids) / 2), "handoffs sweep")
+    ended = await wait_for(done, max(600.0, 2.0 * len(pids)), "handoffs sweep")
     await asyncio.wait_for(handle.result(), timeout=120)  # its upkeep too, before the next
     return len(pids) / (ended - began)
 

@@ -16,6 +16,7 @@ exists; the row of the entry a prospect still sits in is kept however old, so th
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -150,6 +151,13 @@ class PrunePlan:
     batch_pause: timedelta
     max_batches: int
     """Batches in this pass at most, so one call stays short; the caller calls again."""
+    busy_share: float = 1.0
+    """At most this share of the pass is spent in batches: after a batch that took ``t``
+    it pauses ``t * (1 / busy_share - 1)`` (at least ``batch_pause``), so on a busy
+    database, where batches take longer, it steps back further by itself."""
+
+    def pause_after(self, took: float) -> float:
+        return max(self.batch_pause.total_seconds(), took * (1 / self.busy_share - 1))
 
 
 @dataclass
@@ -177,13 +185,15 @@ async def prune_tables(
             if result.batches >= plan.max_batches:
                 result.remaining = list(tables[i:])
                 return result
+            began = time.monotonic()
             async with sessionmaker() as session:
                 n = await prune_batch(session, table, cutoff, plan.batch_size, plan.as_of)
                 await session.commit()
+            took = time.monotonic() - began
             result.batches += 1
             result.removed[table] += n
             on_batch(table, n)
             if n < plan.batch_size:
                 break
-            await asyncio.sleep(plan.batch_pause.total_seconds())
+            await asyncio.sleep(plan.pause_after(took))
     return result
