@@ -82,7 +82,7 @@ def _age(i: int, n: int, plan: HousekeepingPlan) -> timedelta:
     return age + 2 * MARGIN if abs(age - edge) < MARGIN else age
 
 
-def _history(i: int, at: datetime) -> tuple[dict, dict, dict]:
+def history_rows(i: int, at: datetime) -> tuple[dict, dict, dict]:
     """Row ``i`` of each table, written at ``at``."""
     event = {
         "dedup_key": f"bench-{i}",
@@ -110,7 +110,7 @@ async def generate(sm: async_sessionmaker[AsyncSession], plan: HousekeepingPlan)
     per_table, now = plan.rows // 3, datetime.now(UTC)
     ages = [_age(i, per_table, plan) for i in range(per_table)]
     for lo in range(0, per_table, CHUNK):
-        batch = [_history(i, now - ages[i]) for i in range(lo, min(lo + CHUNK, per_table))]
+        batch = [history_rows(i, now - ages[i]) for i in range(lo, min(lo + CHUNK, per_table))]
         async with sm() as session:
             for model, k in ((Event, 0), (OrchestratorAction, 1), (Handoff, 2)):
                 await session.execute(insert(model), [row[k] for row in batch])

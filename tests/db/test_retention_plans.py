@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.housekeeping_bench import history_rows
 from db.commands.retention import RULES, batch_query
 from db.models import (
     Alert,
@@ -38,8 +39,11 @@ INDEXES = {
 def rows(i: int) -> dict[Any, dict[str, Any]]:
     """Row ``i`` of every retained table, the ``i``-th minute after ``T``."""
     at = T + timedelta(minutes=i)
+    event, action, ledger = history_rows(i, at)  # as the housekeeping benchmark makes them
     return {
-        Event: {"dedup_key": f"e{i}", "kind": "k", "payload": {}, "created_at": at},
+        Event: event,
+        OrchestratorAction: action,
+        Handoff: ledger,
         Alert: {
             "id": i,
             "fingerprint": f"f{i}",
@@ -65,18 +69,6 @@ def rows(i: int) -> dict[Any, dict[str, Any]]:
             "first_seen": at,
             "last_seen": at,
             "resolved_at": at,
-        },
-        OrchestratorAction: {"action": "a", "created_at": at},
-        Handoff: {
-            "id": f"h{i}",
-            "prospect_id": i,
-            "from_state": "identified",
-            "state_entered_at": at,
-            "to_agent": "hygiene",
-            "status": "completed",
-            "created_at": at,
-            "updated_at": at,
-            "finished_at": at,
         },
         PipelineReport: {
             "kind": "daily",
