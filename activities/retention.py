@@ -13,6 +13,9 @@ from temporalio import activity
 from db.commands.retention import PrunePlan, prune_tables
 from orchestrator.settings import RetentionSettings
 
+PASS_SECONDS = 120.0
+"""No batch of a pass starts after this long, well inside the activity's 10-minute timeout."""
+
 
 class HousekeepingInput(BaseModel):
     as_of: datetime
@@ -48,6 +51,7 @@ class RetentionActivities:
             batch_pause=self._retention.batch_pause,
             max_batches=self._retention.batches_per_pass,
             busy_share=self._retention.busy_share,
+            max_seconds=PASS_SECONDS,
         )
         done = await prune_tables(self._sessionmaker, plan, tables, on_batch=_heartbeat)
         return HousekeepingPass(

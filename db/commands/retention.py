@@ -151,6 +151,8 @@ class PrunePlan:
     batch_pause: timedelta
     max_batches: int
     """Batches in this pass at most, so one call stays short; the caller calls again."""
+    max_seconds: float | None = None
+    """And no batch starts after this long: a pass stays short however slow the database."""
     busy_share: float = 1.0
     """At most this share of the pass is spent in batches: after a batch that took ``t``
     it pauses ``t * (1 / busy_share - 1)`` (at least ``batch_pause``), so on a busy
@@ -177,12 +179,12 @@ async def prune_tables(
     """Prune ``tables`` in order, one transaction per batch, pausing between batches; stop
     after ``plan.max_batches`` and say which tables are left. ``on_batch`` is told after
     every batch (the activity heartbeats there)."""
-    result = PrunePass()
+    result, started = PrunePass(), time.monotonic()
     for i, table in enumerate(tables):
         cutoff = plan.as_of - plan.windows[table]
         result.removed.setdefault(table, 0)
         while True:
-            if result.batches >= plan.max_batches:
+            if result.batches >= plan.max_batches or _overdue(plan, started):
                 result.remaining = list(tables[i:])
                 return result
             began = time.monotonic()
@@ -197,3 +199,7 @@ async def prune_tables(
                 break
             await asyncio.sleep(plan.pause_after(took))
     return result
+
+
+def _overdue(plan: PrunePlan, started: float) -> bool:
+    return plan.max_seconds is not None and time.monotonic() - started >= plan.max_seconds

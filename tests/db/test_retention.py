@@ -163,3 +163,12 @@ async def test_a_pass_stops_after_its_batches_and_the_next_one_goes_on(sessionma
     second = await prune(sessionmaker)
     assert second.removed["events"] == 1
     assert await count(sessionmaker, Event) == 0
+
+
+async def test_a_pass_out_of_time_leaves_the_rest_for_the_next(sessionmaker) -> None:
+    await add(sessionmaker, Event(dedup_key="e", kind="k", payload={}, created_at=OLD))
+    windows = RetentionSettings().windows()
+    plan = PrunePlan(windows, NOW, 2, timedelta(0), max_batches=100, max_seconds=0)
+    result = await prune_tables(sessionmaker, plan, list(windows))
+    assert (result.batches, result.remaining) == (0, list(windows))
+    assert await count(sessionmaker, Event) == 1
