@@ -26,6 +26,7 @@ from activities.handoffs import HandoffActivities
 from activities.health import HealthActivities
 from activities.notify import SinkConfig
 from activities.reports import ReportActivities
+from activities.retention import RetentionActivities
 from activities.upkeep import UpkeepActivities
 from activities.validation import ValidationActivities
 from db.commands.alerts import NotifyPolicy
@@ -90,6 +91,7 @@ def build_activities(
     conflicts = ConflictActivities(
         sessionmaker, client, settings.conflicts, policy=sweep.policy(settings.agent_endpoints)
     )
+    retention = RetentionActivities(sessionmaker, settings.retention)
     return [
         health.compute_agent_health,
         findings.record_health_findings,
@@ -106,6 +108,7 @@ def build_activities(
         conflicts.resolve_conflicts,
         conflicts.record_restarts,
         upkeep.after_cycle,
+        retention.prune_retained_rows,
     ]
 
 

@@ -163,6 +163,8 @@ class Handoff(Base):
         Index("ix_handoffs_prospect_id", "prospect_id"),
         Index("ix_handoffs_updated_at", "updated_at"),
         Index("ix_handoffs_created_at", "created_at", "id"),
+        # retention: finished rows oldest first
+        Index("ix_handoffs_finished_at", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -195,6 +197,8 @@ class Alert(Base):
             postgresql_where=UNRESOLVED,
         ),
         Index("ix_alerts_status_agent", "status", "agent_name"),
+        # retention: resolved alerts oldest first
+        Index("ix_alerts_resolved_at", "resolved_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -221,7 +225,11 @@ class Notification(Base):
     afterwards; a sink that is down leaves it pending, never lost."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_notifications_status_created", "status", "created_at"),
+        # retention: is an alert still referred to (and the foreign key's check on delete)
+        Index("ix_notifications_alert_id", "alert_id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     alert_id: Mapped[int] = mapped_column(Id, ForeignKey("alerts.id"))
@@ -248,7 +256,10 @@ class CycleHeartbeat(Base):
 
 class PipelineReport(Base):
     __tablename__ = "pipeline_reports"
-    __table_args__ = (UniqueConstraint("kind", "report_date", name="uq_reports_kind_date"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "report_date", name="uq_reports_kind_date"),
+        Index("ix_pipeline_reports_created_at", "created_at"),  # retention
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
@@ -315,6 +326,8 @@ class StateViolation(Base):
             postgresql_where=text("resolved_at IS NULL"),
         ),
         Index("ix_state_violations_kind_state", "kind", "state"),
+        # retention: resolved violations oldest first
+        Index("ix_state_violations_resolved_at", "resolved_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -360,3 +373,15 @@ class AgentRunRollupMark(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     max_run_id: Mapped[int] = mapped_column(BigInteger)
     recorded_at: Mapped[datetime]
+
+
+class RetentionMark(Base):
+    """How far housekeeping has deleted a table by id: the event stream reads it to tell a
+    client resuming from a pruned position that the events it asked for are gone."""
+
+    __tablename__ = "retention_marks"
+
+    table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pruned_through: Mapped[int] = mapped_column(BigInteger)
+    """The highest id deleted so far; rows at or below it may be missing."""
+    updated_at: Mapped[datetime]

@@ -133,6 +133,60 @@ class ReportSettings(BaseModel):
         return f"{self.at.minute} {self.at.hour} * * {self.weekly_day}"
 
 
+RETAINED_TABLES = (
+    "events",
+    "notifications",
+    "alerts",
+    "violations",
+    "audit",
+    "handoffs",
+    "reports",
+)
+"""In the order housekeeping prunes them: notifications before the alerts they refer to."""
+
+
+class RetentionSettings(BaseModel):
+    """How long the orchestrator keeps its own rows before housekeeping deletes them
+    (db/commands/retention.py); ``0`` keeps a table forever. Open work is never deleted:
+    only delivered notifications, resolved alerts and violations, and finished ledger rows
+    whose prospect has left that state entry (the ledger is what keeps exactly-once true
+    once Temporal has forgotten the workflow)."""
+
+    events: timedelta = Field(timedelta(days=7), ge=timedelta(0))
+    notifications: timedelta = Field(timedelta(days=30), ge=timedelta(0))
+    """Delivered (``sent``) notifications; pending and given-up ones stay."""
+    alerts: timedelta = Field(timedelta(days=90), ge=timedelta(0))
+    """Resolved alerts, counted from ``resolved_at``, once no notification refers to them."""
+    violations: timedelta = Field(timedelta(days=90), ge=timedelta(0))
+    """Resolved state violations, counted from ``resolved_at``."""
+    audit: timedelta = Field(timedelta(days=365), ge=timedelta(0))
+    handoffs: timedelta = Field(timedelta(days=90), ge=timedelta(0))
+    """Finished ledger rows, counted from ``finished_at``."""
+    reports: timedelta = Field(timedelta(0), ge=timedelta(0))
+    schedule: str = "17 3 * * *"
+    """Cron of the daily housekeeping cycle (off-peak, in ``time_zone``)."""
+    batch_size: int = Field(1000, ge=1, le=5000)
+    """Rows deleted per transaction: each batch is one short transaction."""
+    batch_pause: timedelta = Field(timedelta(milliseconds=50), ge=timedelta(0))
+    """Pause between batches, so agents and handoffs get the database in between."""
+    busy_share: float = Field(0.25, gt=0, le=1)
+    """At most this share of its time housekeeping spends deleting: after a batch that
+    took ``t`` it pauses ``t * (1 / busy_share - 1)``, so a busy database gets more room."""
+    batches_per_pass: int = Field(200, ge=1)
+    """Batches one housekeeping activity runs before it returns to the workflow, which
+    calls it again: no activity runs long, and the history records progress."""
+
+    @field_validator(*RETAINED_TABLES, mode="before")
+    @classmethod
+    def _plain_seconds(cls, value: Any) -> Any:
+        """``ORCH_RETENTION__EVENTS=0`` means forever: a bare number is seconds, as in JSON."""
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+    def windows(self) -> dict[str, timedelta]:
+        """The tables kept for a limited time, and for how long (``0`` = forever, left out)."""
+        return {t: getattr(self, t) for t in RETAINED_TABLES if getattr(self, t)}
+
+
 class AgentEndpoint(BaseModel):
     """How one agent is reached: a Temporal worker of its own (default) or an HTTP URL."""
 
@@ -285,6 +339,7 @@ class Settings(BaseSettings):
     conflicts: ConflictSettings = ConflictSettings()
     alerts: AlertSettings = AlertSettings()
     breaker: BreakerSettings = BreakerSettings()
+    retention: RetentionSettings = RetentionSettings()
     agent_endpoints: dict[str, AgentEndpoint] = {}
     api_keys: list[ApiKey] = []
     """JSON list of {name, role, sha256}; the keys themselves are never stored."""

@@ -12,6 +12,8 @@ class CycleMode(StrEnum):
     VALIDATE = "validate"
     REPORT = "report"
     FULL = "full"
+    HOUSEKEEPING = "housekeeping"
+    """Retention deletes: run on its own daily Schedule, never as part of ``full``."""
 
 
 FULL_ORDER: tuple[CycleMode, ...] = (

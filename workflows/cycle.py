@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.handoffs import FindPendingInput, HandoffActivities
     from activities.health import ComputeHealthInput, HealthActivities
     from activities.reports import GenerateReportInput, ReportActivities, ReportResult
+    from activities.retention import HousekeepingInput, HousekeepingPass, RetentionActivities
     from activities.upkeep import AfterCycle, AfterCycleInput, UpkeepActivities
     from activities.validation import (
         CloseValidationInput,
@@ -42,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         CycleProgress,
         CycleSummary,
         HandoffSweepSummary,
+        HousekeepingSummary,
         MonitorSummary,
         ValidationSummary,
     )
@@ -55,6 +57,8 @@ DB_RETRY = RetryPolicy(
 DB_TIMEOUT = timedelta(seconds=60)
 RESTARTS_IN_WORKFLOW = "resolve-restarts-in-workflow"
 """Before it, the resolve activity started orphaned claims' handoffs itself."""
+HOUSEKEEPING_STEP = "housekeeping-step"
+"""The housekeeping mode's step: cycles recorded before it never ran one."""
 T = TypeVar("T")
 
 
@@ -102,6 +106,8 @@ class CycleWorkflow:
             summary.conflicts = await self._resolve()
         elif step is CycleMode.VALIDATE:
             summary.validation = await self._validate(input, summary)
+        elif step is CycleMode.HOUSEKEEPING and workflow.patched(HOUSEKEEPING_STEP):
+            summary.housekeeping = await self._housekeeping(input, summary)
 
     @workflow.query(name="progress")
     def progress(self) -> CycleProgress:
@@ -233,6 +239,36 @@ class CycleWorkflow:
         result.open_by_kind, result.alert = closed.open_by_kind, closed.alert
         return result
 
+    async def _housekeeping(self, input: CycleInput, summary: CycleSummary) -> HousekeepingSummary:
+        """Bounded passes of retention deletes until no table is left; continue as new when
+        the history grows, carrying the instant the windows are measured from."""
+        result = summary.housekeeping or HousekeepingSummary()
+        summary.housekeeping = result
+        as_of = input.housekeeping_as_of or workflow.now()
+        tables = input.housekeeping_tables
+        while True:
+            done = await workflow.execute_activity_method(
+                RetentionActivities.prune_retained_rows,
+                HousekeepingInput(as_of=as_of, tables=tables),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=DB_RETRY,
+            )
+            _add_pass(result, done)
+            self._progress.detail = f"{sum(result.removed.values())} rows removed"
+            if not done.remaining:
+                return result
+            tables = done.remaining
+            if workflow.info().is_continue_as_new_suggested():
+                result.continued_as_new += 1
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                carried = {
+                    "carry": summary,
+                    "housekeeping_as_of": as_of,
+                    "housekeeping_tables": tables,
+                }
+                workflow.continue_as_new(input.model_copy(update=carried))
+
     async def _after(self, summary: CycleSummary) -> AfterCycle | None:
         """Heartbeats, the watchdog and notification delivery: never fails the cycle."""
         completed = [s for s in summary.steps_done if s not in summary.errors]
@@ -285,6 +321,13 @@ class CycleWorkflow:
             circuits_opened=findings.circuits_opened,
             statuses={h.agent_name: h.status for h in snapshot.agents},
         )
+
+
+def _add_pass(result: HousekeepingSummary, done: HousekeepingPass) -> None:
+    for table, n in done.removed.items():
+        result.removed[table] = result.removed.get(table, 0) + n
+    result.passes += 1
+    result.batches += done.batches
 
 
 def _not_restarted(pending: PendingHandoff) -> Conflict:

@@ -34,6 +34,7 @@ CONFLICTS_SCHEDULE_ID = "orchestrator-conflicts"
 VALIDATION_SCHEDULE_ID = "orchestrator-validation"
 DAILY_REPORT_SCHEDULE_ID = "orchestrator-daily-report"
 WEEKLY_REPORT_SCHEDULE_ID = "orchestrator-weekly-report"
+HOUSEKEEPING_SCHEDULE_ID = "orchestrator-housekeeping"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ def scheduled_cycles(settings: Settings) -> list[ScheduledCycle]:
         ScheduledCycle(VALIDATION_SCHEDULE_ID, CycleMode.VALIDATE, crons.validation),
         ScheduledCycle(DAILY_REPORT_SCHEDULE_ID, CycleMode.REPORT, reports.daily_cron),
         ScheduledCycle(WEEKLY_REPORT_SCHEDULE_ID, CycleMode.REPORT, reports.weekly_cron, "weekly"),
+        # retention deletes, daily off-peak (ORCH_RETENTION__SCHEDULE)
+        ScheduledCycle(
+            HOUSEKEEPING_SCHEDULE_ID, CycleMode.HOUSEKEEPING, settings.retention.schedule
+        ),
     ]
 
 

@@ -57,6 +57,15 @@ class ValidationSummary(BaseModel):
     ranges: int = 0
 
 
+class HousekeepingSummary(BaseModel):
+    """Rows retention removed, per table, over all passes of one housekeeping cycle."""
+
+    removed: dict[str, int] = {}
+    passes: int = 0
+    batches: int = 0
+    continued_as_new: int = 0
+
+
 class CycleSummary(BaseModel):
     mode: str
     started_at: datetime
@@ -67,6 +76,7 @@ class CycleSummary(BaseModel):
     validation: ValidationSummary | None = None
     conflicts: ResolveSummary | None = None
     upkeep: AfterCycle | None = None
+    housekeeping: HousekeepingSummary | None = None
     errors: dict[str, str] = {}
     """Steps of a ``full`` cycle that failed, with why; the others still ran."""
     steps_done: list[str] = []
@@ -92,6 +102,11 @@ class CycleInput(BaseModel):
     """Where the validation sweep resumes (next prospect id range)."""
     validation_as_of: datetime | None = None
     """The instant the whole validation sweep judges at, kept across continue-as-new."""
+    housekeeping_as_of: datetime | None = None
+    """The instant a housekeeping cycle measures its windows from, kept across
+    continue-as-new."""
+    housekeeping_tables: list[str] | None = None
+    """Tables a housekeeping cycle still has to prune when it continued as new."""
     released: bool = False
     """A handoffs sweep started to hand on what a resumed agent kept waiting: not
     reconciliation, so nothing it starts counts as caught from the feed."""

@@ -42,7 +42,9 @@ async def run_cycle(
     temporal: TemporalDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
-    mode: str = Query("full", description="monitor, handoffs, resolve, validate, report, full"),
+    mode: str = Query(
+        "full", description="monitor, handoffs, resolve, validate, report, full, housekeeping"
+    ),
     wait: bool = Query(False, description="Wait for the cycle and return its summary"),
     wait_seconds: float = Query(
         60.0, ge=0.1, le=600, description="How long to wait with wait=true"

@@ -4,20 +4,19 @@ databases, never as a timing)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, event, text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.feed import FeedActivities, FeedPollInput, FeedRules
 from activities.handoffs import HandoffActivities
-from db.models import Handoff
 from db.queries.feed import state_entries_query
 from db.roles import is_postgres
 from pipeline.handoffs import HandoffPolicy
 from tests.helpers.factories import add, prospect
+from tests.helpers.plans import query_plan
 
 INDEX = "ix_prospects_live_state_entered"
 ONE_POLL = FeedRules(quiet_return=timedelta(0))
@@ -93,61 +92,5 @@ async def test_the_range_query_reads_the_state_entry_index(
     await fill_prospects(owner_engine, 20_000, now)
     query = state_entries_query(now - timedelta(seconds=30), 2000)
     async with engine.connect() as conn:
-        plan = await conn.run_sync(_plan, query, is_postgres(db_url))
+        plan = await conn.run_sync(query_plan, query, is_postgres(db_url))
     assert INDEX in plan, plan
-
-
-def _plan(conn: Connection, query: Any, postgres: bool) -> str:
-    """The plan of ``query`` as the database would run it, as text."""
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.construct_params()
-    processors = compiled._bind_processors
-    values = {k: processors[k](v) if k in processors else v for k, v in params.items()}
-    args: Any = tuple(values[k] for k in compiled.positiontup) if compiled.positional else values
-    if postgres:
-        rows = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", args).all()
-        return json.dumps(rows[0][0])
-    rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", args).all()
-    return "\n".join(str(row) for row in rows)
-
-
-def ledger_row(pid: int, state: str, entered: datetime) -> Handoff:
-    """A finished handoff of ``pid``'s entry into ``state``, written now."""
-    now = datetime.now(UTC)
-    return Handoff(
-        id=f"{pid}:{state}:{int(entered.timestamp() * 1e6)}",
-        prospect_id=pid,
-        from_state=state,
-        state_entered_at=entered,
-        to_agent="hygiene",
-        status="completed",
-        created_at=now,
-        updated_at=now,
-        finished_at=now,
-    )
-
-
-async def test_a_prospect_at_the_chain_limit_is_left_to_the_sweep(
-    sessionmaker, agent_sessionmaker
-) -> None:
-    """Two hops within the cooldown with ``max_chain`` 2: the third entry waits for the sweep;
-    a prospect with one recent hop goes."""
-    now = datetime.now(UTC)
-    await add(
-        agent_sessionmaker,
-        *prospect("needs_scoring", pid=1, entered=now),
-        *prospect("needs_scoring", pid=2, entered=now),
-    )
-    earlier = [now - timedelta(seconds=s) for s in (20, 10)]
-    await add(sessionmaker, *(ledger_row(1, "identified", t) for t in earlier))
-    await add(sessionmaker, ledger_row(2, "identified", earlier[0]))
-    handoffs = HandoffActivities(sessionmaker, HandoffPolicy(max_chain=2))
-    activities = FeedActivities(sessionmaker, handoffs, ONE_POLL)
-    poll = await activities.poll_state_entries(FeedPollInput())
-    page = poll.page
-    assert sorted(p.prospect_id for p in page.items) == [1, 2]
-    assert {p.prospect_id: page.deferred.get(p.id) for p in page.items} == {
-        1: "chain_limit",
-        2: None,
-    }
-    assert poll.deferred_since == {}  # the sweep takes it, not the feed's recheck

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import AgentRun, Contact, Prospect, RecordLock
+from db.models import AgentRun, Contact, Handoff, Prospect, RecordLock
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -106,3 +106,21 @@ async def count(sessionmaker: async_sessionmaker[AsyncSession], model: Any, *whe
     """Rows of ``model`` matching ``where``, counted by the database."""
     async with sessionmaker() as session:
         return await session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def finished_handoff(
+    pid: int, state: str, entered: datetime, *, status: str = "completed"
+) -> Handoff:
+    """The ledger row of ``pid``'s entry into ``state``, written when it entered and
+    finished a minute later (``status="running"``: still open)."""
+    return Handoff(
+        id=f"{pid}:{state}:{int(entered.timestamp() * 1e6)}",
+        prospect_id=pid,
+        from_state=state,
+        state_entered_at=entered,
+        to_agent="hygiene",
+        status=status,
+        created_at=entered,
+        updated_at=entered,
+        finished_at=None if status == "running" else entered + timedelta(minutes=1),
+    )

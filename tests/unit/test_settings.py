@@ -64,3 +64,23 @@ def test_tls_options_follow_the_settings(tmp_path: Path) -> None:
     )
     assert not isinstance(custom, bool)
     assert custom.server_root_ca_cert == b"CA" and custom.domain == "x"
+
+
+def test_retention_windows_default_to_production_and_zero_keeps_forever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().retention.windows() == {
+        "events": timedelta(days=7),
+        "notifications": timedelta(days=30),
+        "alerts": timedelta(days=90),
+        "violations": timedelta(days=90),
+        "audit": timedelta(days=365),
+        "handoffs": timedelta(days=90),
+    }
+    monkeypatch.setenv("ORCH_RETENTION__EVENTS", "0")
+    monkeypatch.setenv("ORCH_RETENTION__REPORTS", "P400D")
+    windows = Settings().retention.windows()
+    assert "events" not in windows and windows["reports"] == timedelta(days=400)
+    monkeypatch.setenv("ORCH_RETENTION__BATCH_SIZE", "0")
+    with pytest.raises(ValidationError, match="batch_size"):
+        Settings()
