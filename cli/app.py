@@ -350,6 +350,24 @@ def schedules_apply(as_json: JsonFlag = False) -> None:
             console.print(f"applied {schedule_id}")
 
 
+@app.command()
+def doctor(as_json: JsonFlag = False) -> None:
+    """Check the deployment end to end, one line per check; exit 1 if any fails."""
+    from cli.doctor import Status, passed, run_checks
+
+    checks = _run(run_checks(_settings()))
+    if as_json:
+        _print_json({"ok": passed(checks), "checks": [c.as_dict() for c in checks]})
+    else:
+        width = max(len(check.name) for check in checks)
+        for check in checks:
+            style = {Status.OK: "green", Status.FAIL: "red", Status.SKIP: "yellow"}[check.status]
+            mark = f"[{style}]{check.status.value:<4}[/{style}]"
+            console.print(f"{mark} {check.name:<{width}}  {escape(check.detail)}", soft_wrap=True)
+    if not passed(checks):
+        raise typer.Exit(1)
+
+
 def health_table(agents: list[AgentHealth]) -> Table:
     table = Table(title="Agent health")
     # names and statuses stay whole; the other columns wrap on a narrow terminal

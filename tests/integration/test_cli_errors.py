@@ -171,6 +171,18 @@ def test_a_developer_can_ask_for_the_traceback(
     assert result.output.rstrip().splitlines()[-1].startswith("error: no database at")
 
 
+def test_doctor_with_nothing_running_fails_those_lines_and_creates_nothing(env: Path) -> None:
+    code, output = invoke("doctor")
+    assert code == 1
+    assert "Traceback" not in output
+    lines = output.splitlines()
+    assert lines[0].startswith("FAIL database") and "no database at" in lines[0]
+    assert lines[1].startswith("skip roles")
+    assert lines[2].startswith("FAIL temporal") and "cannot reach Temporal" in lines[2]
+    assert all(line.startswith("skip") for line in lines[3:])
+    assert not env.exists()
+
+
 # --- as real processes: what reaches stderr, and that the process ends -------------------
 
 
