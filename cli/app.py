@@ -353,17 +353,14 @@ def schedules_apply(as_json: JsonFlag = False) -> None:
 @app.command()
 def doctor(as_json: JsonFlag = False) -> None:
     """Check the deployment end to end, one line per check; exit 1 if any fails."""
-    from cli.doctor import Status, passed, run_checks
+    from cli.doctor import passed, rendered, run_checks
 
     checks = _run(run_checks(_settings()))
     if as_json:
         _print_json({"ok": passed(checks), "checks": [c.as_dict() for c in checks]})
     else:
-        width = max(len(check.name) for check in checks)
-        for check in checks:
-            style = {Status.OK: "green", Status.FAIL: "red", Status.SKIP: "yellow"}[check.status]
-            mark = f"[{style}]{check.status.value:<4}[/{style}]"
-            console.print(f"{mark} {check.name:<{width}}  {escape(check.detail)}", soft_wrap=True)
+        for line in rendered(checks):
+            console.print(line, soft_wrap=True)
     if not passed(checks):
         raise typer.Exit(1)
 

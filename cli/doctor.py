@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
+from rich.markup import escape
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
@@ -50,6 +51,19 @@ class Check:
 
     def as_dict(self) -> dict[str, str]:
         return {**asdict(self), "status": self.status.value}
+
+
+STYLES = {Status.OK: "green", Status.FAIL: "red", Status.SKIP: "yellow"}
+
+
+def rendered(checks: list[Check]) -> list[str]:
+    """One line per check, in rich markup, names aligned."""
+    width = max(len(check.name) for check in checks)
+    return [
+        f"[{STYLES[c.status]}]{c.status.value:<4}[/{STYLES[c.status]}] "
+        f"{c.name:<{width}}  {escape(c.detail)}"
+        for c in checks
+    ]
 
 
 def passed(checks: list[Check]) -> bool:

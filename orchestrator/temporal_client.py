@@ -48,9 +48,10 @@ async def connect(settings: TemporalSettings) -> Client:
     try:
         return await asyncio.wait_for(_connect(settings), CONNECT_TIMEOUT_SECONDS)
     except (RuntimeError, TimeoutError) as exc:
+        tls = " and the ORCH_TEMPORAL__TLS* settings" if tls_config(settings) else ""
         raise TemporalUnreachable(
             f"cannot reach Temporal at {settings.address} (namespace {settings.namespace}): "
-            "start it (orchestrator dev runs one) or check ORCH_TEMPORAL__ADDRESS"
+            f"start it (orchestrator dev runs one) or check ORCH_TEMPORAL__ADDRESS{tls}"
         ) from exc
 
 

@@ -55,6 +55,13 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def fails(command: list[str], code: int, *expected: str) -> str:
+    """Runs ``command``, which must exit ``code`` with one error line holding ``expected``."""
+    exit_code, output = invoke(*command)
+    assert exit_code == code, output
+    return assert_one_error_line(output, *expected)
+
+
 def assert_one_error_line(output: str, *expected: str) -> str:
     """The single ``error:`` line (the worker may log a line of its own before it)."""
     assert "Traceback" not in output
@@ -68,9 +75,7 @@ def assert_one_error_line(output: str, *expected: str) -> str:
 
 @pytest.mark.parametrize("command", READS_THE_DATABASE, ids=" ".join)
 def test_a_missing_sqlite_file_is_reported_and_not_created(env: Path, command: list[str]) -> None:
-    code, output = invoke(*command)
-    assert code == 1
-    assert_one_error_line(output, "no database at", "run orchestrator db upgrade")
+    fails(command, 1, "no database at", "run orchestrator db upgrade")
     assert not env.exists()
 
 
@@ -81,9 +86,7 @@ def test_an_unmigrated_sqlite_file_is_reported_and_left_as_it_was(
     empty = tmp_path / "empty.db"
     empty.touch()
     use_database(monkeypatch, f"sqlite+aiosqlite:///{empty}")
-    code, output = invoke(*command)
-    assert code == 1
-    assert_one_error_line(output, "is not migrated: run orchestrator db upgrade")
+    fails(command, 1, "is not migrated: run orchestrator db upgrade")
     assert empty.stat().st_size == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
 
@@ -93,9 +96,7 @@ def test_an_unreachable_postgres_is_one_line(
     env: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
     use_database(monkeypatch, f"postgresql+asyncpg://orchestrator:pw@127.0.0.1:{free_port()}/x")
-    code, output = invoke(*command)
-    assert code == 1
-    line = assert_one_error_line(output, "cannot reach the database at", "connection refused")
+    line = fails(command, 1, "cannot reach the database at", "connection refused")
     assert "pw@" not in line  # the password is never printed
     assert not env.exists()
 
@@ -106,33 +107,25 @@ def test_wrong_postgres_credentials_are_one_line(
 ) -> None:
     url = pg_cluster.url().replace("postgres@", "nobody@")
     use_database(monkeypatch, url)
-    code, output = invoke(*command)
-    assert code == 1
-    assert_one_error_line(output, "refused the login", "ORCH_DATABASE_URL")
+    fails(command, 1, "refused the login", "ORCH_DATABASE_URL")
 
 
 def test_a_postgres_database_that_does_not_exist_is_one_line(
     env: Path, monkeypatch: pytest.MonkeyPatch, pg_cluster: PgCluster
 ) -> None:
     use_database(monkeypatch, pg_cluster.url("no_such_database"))
-    code, output = invoke("health")
-    assert code == 1
-    assert_one_error_line(output, "does not exist", "createdb")
+    fails(["health"], 1, "does not exist", "createdb")
 
 
 @pytest.mark.parametrize("command", NEEDS_TEMPORAL, ids=" ".join)
 def test_no_temporal_is_one_line_and_touches_no_database(env: Path, command: list[str]) -> None:
-    code, output = invoke(*command)
-    assert code == 1
-    assert_one_error_line(output, "cannot reach Temporal at 127.0.0.1:", "ORCH_TEMPORAL__ADDRESS")
+    fails(command, 1, "cannot reach Temporal at 127.0.0.1:", "ORCH_TEMPORAL__ADDRESS")
     assert not env.exists()
 
 
 def test_a_worker_with_a_migrated_database_and_no_temporal_is_one_line(env: Path) -> None:
     assert invoke("db", "upgrade")[0] == 0
-    code, output = invoke("worker")
-    assert code == 1
-    assert_one_error_line(output, "cannot reach Temporal at")
+    fails(["worker"], 1, "cannot reach Temporal at")
 
 
 @pytest.mark.parametrize("command", [*READS_THE_DATABASE, *NEEDS_TEMPORAL, ["db", "upgrade"]])
@@ -142,9 +135,7 @@ def test_invalid_settings_name_each_variable_and_exit_2(
     monkeypatch.setenv("ORCH_TIME_ZONE", "Mars/Olympus_Mons")
     monkeypatch.setenv("ORCH_HANDOFFS__PAGE_SIZE", "0")
     get_settings.cache_clear()
-    code, output = invoke(*command)
-    assert code == 2
-    line = assert_one_error_line(output, "invalid configuration")
+    line = fails(command, 2, "invalid configuration")
     assert "ORCH_TIME_ZONE: unknown time zone 'Mars/Olympus_Mons'" in line
     assert "ORCH_HANDOFFS__PAGE_SIZE: Input should be greater than or equal to 1" in line
     assert not env.exists()
@@ -153,9 +144,7 @@ def test_invalid_settings_name_each_variable_and_exit_2(
 def test_a_setting_that_is_not_json_is_one_line(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCH_AGENTS", "not json")
     get_settings.cache_clear()
-    code, output = invoke("health")
-    assert code == 2
-    assert_one_error_line(output, "invalid configuration", '"agents"', "JSON")
+    fails(["health"], 2, "invalid configuration", '"agents"', "JSON")
 
 
 @pytest.mark.parametrize("how", ["flag", "setting"])

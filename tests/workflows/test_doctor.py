@@ -10,7 +10,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 
 from cli.doctor import Check, Status, passed, run_checks
@@ -21,6 +23,7 @@ from worker import run_worker
 from workflows.schedules import scheduled_cycles
 
 HEALTHY_WITHIN = 30.0
+DAY = Duration(seconds=86_400)
 
 
 @pytest.fixture
@@ -100,6 +103,22 @@ async def test_doctor_fails_each_part_that_is_not_running(
     assert f"feed-{queue} never ran" in checks["feed"].detail
     agent = next(iter(doctor_settings.agents))
     assert f"nobody polls task queue agent-{agent}" in checks[f"agent {agent}"].detail
+
+
+async def test_doctor_fails_search_attributes_on_a_namespace_without_them(
+    client: Client, doctor_settings: Settings
+) -> None:
+    namespace = f"doctor-{uuid.uuid4().hex[:8]}"
+    await client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(namespace=namespace, workflow_execution_retention_period=DAY)
+    )
+    temporal = doctor_settings.temporal.model_copy(update={"namespace": namespace})
+    checks = by_name(await run_checks(doctor_settings.model_copy(update={"temporal": temporal})))
+    assert checks["temporal"].status is Status.OK
+    attributes = checks["search attributes"]
+    assert attributes.status is Status.FAIL
+    assert "missing CycleMode, ProspectId, AgentName, HandoffStatus" in attributes.detail
+    assert checks["schedules"].detail.startswith("orchestrator-health-check missing")
 
 
 async def test_doctor_fails_roles_when_connected_as_a_superuser(
