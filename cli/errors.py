@@ -9,6 +9,7 @@ line, for developers.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import traceback
@@ -152,9 +153,10 @@ def report(failure: Failure, exc: BaseException | None = None, *, show: bool = F
 
 
 def run_and_exit(command: Callable[[], object]) -> NoReturn:
-    """Run the typer app and leave with its exit code through ``os._exit``, streams
-    flushed: after a failure the Temporal SDK's runtime threads can hold an ordinary exit
-    (or crash it in the interpreter's shutdown), sdk-python issue #300."""
+    """Run the typer app and leave with its exit code. A success exits as usual (exit
+    handlers run: the tracer flushes its last spans); a failure leaves through ``os._exit``
+    once streams and logs are flushed, since after one the Temporal SDK's runtime threads
+    can hold an ordinary exit, or crash it in the interpreter's shutdown (sdk-python #300)."""
     code = 0
     try:
         command()
@@ -164,11 +166,13 @@ def run_and_exit(command: Callable[[], object]) -> NoReturn:
         code = 130
     except Exception as exc:
         code = _last_resort(exc)
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+    if code == 0:
+        sys.exit(0)
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def _last_resort(exc: Exception) -> int:
