@@ -6,6 +6,7 @@ processes, to prove what reaches stderr and that the process exits (os._exit).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -170,6 +171,16 @@ def test_doctor_with_nothing_running_fails_those_lines_and_creates_nothing(env: 
     assert lines[2].startswith("FAIL temporal") and "cannot reach Temporal" in lines[2]
     assert all(line.startswith("skip") for line in lines[3:])
     assert not env.exists()
+
+
+def test_doctor_json_says_which_checks_failed(env: Path) -> None:
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 1
+    body = json.loads(result.stdout)
+    assert body["ok"] is False
+    statuses = {check["name"]: check["status"] for check in body["checks"]}
+    assert statuses["database"] == statuses["temporal"] == "FAIL"
+    assert statuses["roles"] == statuses["worker"] == "skip"
 
 
 # --- as real processes: what reaches stderr, and that the process ends -------------------
