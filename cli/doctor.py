@@ -22,7 +22,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from cli.errors import describe
+from cli.errors import GRANT_HINT, describe
 from db.engine import create_engine
 from db.readiness import require_migrated
 from db.roles import is_postgres, role_problems
@@ -34,7 +34,6 @@ from workflows.schedules import scheduled_cycles
 from workflows.search_attributes import ALL
 
 CHECK_TIMEOUT_SECONDS = 10.0
-GRANT_HINT = "run orchestrator db grant-roles as the DBA and connect as the orchestrator role"
 
 
 class Status(StrEnum):

@@ -2,7 +2,7 @@
 wrong and what to do, and an exit code (1: the environment, 2: the input), never a traceback.
 
 The one place an exception type becomes a message. A type not listed here is a bug and keeps
-its traceback. ``--traceback`` (or ``ORCH_CLI__TRACEBACK=true``) prints the full one under the
+its traceback. ``--traceback`` (or ``ORCH_CLI__TRACEBACK=true``) prints the full one above the
 line, for developers.
 """
 
@@ -34,6 +34,8 @@ ENVIRONMENT = 1
 USAGE = 2
 """The input is wrong: an option, an argument, a setting."""
 SETTINGS_PREFIX = "ORCH_"
+INSUFFICIENT_PRIVILEGE = "42501"
+GRANT_HINT = "run orchestrator db grant-roles as the DBA and connect as the orchestrator role"
 
 errors = Console(stderr=True, soft_wrap=True)  # soft wrap: the one line stays one line
 
@@ -107,6 +109,8 @@ def _rpc_failure(exc: BaseException) -> Failure:
 def _database_failure(exc: BaseException) -> Failure:
     assert isinstance(exc, DBAPIError)
     reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
+    if getattr(exc.orig, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
+        reason += f": {GRANT_HINT}"
     return Failure(f"the database failed the command: {reason}", ENVIRONMENT)
 
 
@@ -146,7 +150,7 @@ def traceback_wanted(flag: bool = False) -> bool:
 
 
 def report(failure: Failure, exc: BaseException | None = None, *, show: bool = False) -> None:
-    """The line on stderr; under it, the traceback when a developer asked for it."""
+    """The line on stderr; above it, the traceback when a developer asked for it."""
     if exc is not None and show:
         traceback.print_exception(exc, file=sys.stderr)
     errors.print(f"[red]error:[/red] {escape(failure.message)}")

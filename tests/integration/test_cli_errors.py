@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from cli.app import app
+from db.roles import Roles, is_postgres
 from orchestrator.settings import get_settings
-from tests.helpers.pg import PgCluster, free_port
+from tests.helpers.pg import PgCluster, as_role, free_port
 
 runner = CliRunner()
 READS_THE_DATABASE = [["health"], ["report"], ["worker"], ["api"], ["simulate"]]
@@ -116,6 +118,15 @@ def test_a_postgres_database_that_does_not_exist_is_one_line(
 ) -> None:
     use_database(monkeypatch, pg_cluster.url("no_such_database"))
     fails(["health"], 1, "does not exist", "createdb")
+
+
+def test_a_role_without_the_grants_is_told_to_run_grant_roles(
+    env: Path, monkeypatch: pytest.MonkeyPatch, db_url: str, owner_engine: AsyncEngine
+) -> None:
+    if not is_postgres(db_url):
+        pytest.skip("SQLite has no roles")
+    use_database(monkeypatch, as_role(db_url, Roles().ingest))  # may not read alembic_version
+    fails(["health"], 1, "permission denied", "run orchestrator db grant-roles")
 
 
 @pytest.mark.parametrize("command", NEEDS_TEMPORAL, ids=" ".join)
