@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cli.errors import Failure, describe, reporting, run_and_exit, traceback_wanted
+from cli.errors import report as report_failure
 from orchestrator.allocator import tune_worker_memory
 from orchestrator.logs import configure_logging
 from orchestrator.settings import Settings, get_settings
@@ -56,23 +58,48 @@ STATUS_STYLE = {
 }
 
 
+@app.callback()
+def global_options(
+    show_traceback: Annotated[
+        bool,
+        typer.Option(
+            "--traceback", help="On failure, print the full traceback (ORCH_CLI__TRACEBACK)."
+        ),
+    ] = False,
+) -> None:
+    """Pipeline Orchestrator: monitors and coordinates the prospecting agents."""
+    reporting.traceback = traceback_wanted(show_traceback)
+
+
 def _settings() -> Settings:
     try:
         settings = get_settings()
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        console.print(f"[red]invalid configuration:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+    except ValueError as exc:  # pydantic's ValidationError and SettingsError are ValueErrors
+        raise _failed(exc) from exc
     configure_logging(settings.log_level, settings.observability.log_format)
     install_tracing(settings.tracing)  # before any Temporal client is made
     return settings
 
 
 def _run(work: Awaitable[T]) -> T:
-    return asyncio.run(work)  # type: ignore[arg-type]
+    try:
+        return asyncio.run(work)  # type: ignore[arg-type]
+    except Exception as exc:
+        raise _failed(exc) from exc
+
+
+def _failed(exc: Exception) -> typer.Exit:
+    """The one line for a failure a user can cause (cli/errors.py); anything else is a bug
+    and is raised with its traceback."""
+    failure = describe(exc)
+    if failure is None:
+        raise exc
+    report_failure(failure, exc, show=reporting.traceback)
+    return typer.Exit(failure.exit_code)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(message)}")
+    report_failure(Failure(message, code))
     return typer.Exit(code)
 
 
@@ -104,6 +131,8 @@ def dev(
         run_then_leave(run_dev(settings, options, console))
     except (BinaryNotFound, PortInUse, DirectoryInUse) as exc:
         raise _fail(str(exc)) from exc
+    except Exception as exc:
+        raise _failed(exc) from exc
 
 
 @app.command()
@@ -185,12 +214,14 @@ def db_grant_roles(
     Passwords: ORCH_ROLE_PASSWORD, ORCH_INGEST_ROLE_PASSWORD or --prompt-passwords.
     """
     # without a password an existing one stays; only its SCRAM verifier reaches the server
+    from db.readiness import require_reachable
     from db.roles import RoleError, Roles, grant_roles_at, is_postgres
 
     url = database_url or _settings().resolved_database_url
     if not is_postgres(url):
         console.print("not PostgreSQL: SQLite has no roles, nothing to do")
         return
+    _run(require_reachable(url))
     if prompt_passwords:
         role_password, ingest_password = _ask_password(role), _ask_password(ingest_role)
     try:
@@ -319,6 +350,21 @@ def schedules_apply(as_json: JsonFlag = False) -> None:
             console.print(f"applied {schedule_id}")
 
 
+@app.command()
+def doctor(as_json: JsonFlag = False) -> None:
+    """Check the deployment end to end, one line per check; exit 1 if any fails."""
+    from cli.doctor import passed, rendered, run_checks
+
+    checks = _run(run_checks(_settings()))
+    if as_json:
+        _print_json({"ok": passed(checks), "checks": [c.as_dict() for c in checks]})
+    else:
+        for line in rendered(checks):
+            console.print(line, soft_wrap=True)
+    if not passed(checks):
+        raise typer.Exit(1)
+
+
 def health_table(agents: list[AgentHealth]) -> Table:
     table = Table(title="Agent health")
     # names and statuses stay whole; the other columns wrap on a narrow terminal
@@ -350,5 +396,10 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def main() -> None:
+    """The ``orchestrator`` executable: the app, left through ``os._exit`` (cli/errors.py)."""
+    run_and_exit(app)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -15,6 +15,7 @@ from db.commands.reports import generate_report
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import current_revision, upgrade
 from db.queries.health import compute_agent_health
+from db.readiness import require_migrated, require_reachable, sqlite_file
 from orchestrator.sdk_metrics import install_sdk_metrics
 from orchestrator.settings import Settings
 from orchestrator.temporal_client import connect
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 
 async def migrate(settings: Settings, revision: str = "head") -> str | None:
+    """Upgrade to ``revision``; on SQLite this creates the file, the one command that does."""
+    if sqlite_file(settings.resolved_database_url) is None:
+        await require_reachable(settings.resolved_database_url)  # a clear line if not
     engine = create_engine(settings.resolved_database_url)
     try:
         await upgrade(engine, revision)
@@ -40,6 +44,7 @@ async def migrate(settings: Settings, revision: str = "head") -> str | None:
 
 
 async def read_health(settings: Settings) -> list[AgentHealth]:
+    await require_migrated(settings.resolved_database_url)
     engine = create_engine(settings.resolved_database_url)
     try:
         async with create_sessionmaker(engine)() as session:
@@ -54,6 +59,7 @@ async def make_report(settings: Settings, kind: ReportKind, day: date | None) ->
     """Generate and store a report now (``None``: the latest report date); its payload."""
     now = datetime.now(UTC)
     day = day or report_date_for(now, settings.time_zone, settings.reports.at)
+    await require_migrated(settings.resolved_database_url)
     engine = create_engine(settings.resolved_database_url)
     try:
         async with create_sessionmaker(engine)() as session:
@@ -83,6 +89,7 @@ async def apply_all_schedules(settings: Settings) -> list[str]:
 
 
 async def run_worker_process(settings: Settings) -> None:
+    await require_migrated(settings.resolved_database_url)
     stop = asyncio.Event()
     stop_on_signals(stop)
     engine = create_engine(settings.resolved_database_url)
@@ -95,6 +102,7 @@ async def run_worker_process(settings: Settings) -> None:
 
 
 async def run_simulation_process(settings: Settings, scenario: Scenario) -> None:
+    await require_migrated(settings.resolved_database_url)
     stop = asyncio.Event()
     stop_on_signals(stop)
     engine = create_engine(settings.resolved_database_url)
@@ -108,6 +116,7 @@ async def run_simulation_process(settings: Settings, scenario: Scenario) -> None
 
 
 async def run_api_process(settings: Settings, host: str, port: int) -> None:
+    await require_migrated(settings.resolved_database_url)
     stop = asyncio.Event()
     stop_on_signals(stop)
     install_sdk_metrics(settings.observability)

@@ -36,6 +36,8 @@ the agent it triggers, and ``_take_lease`` in activities/handoffs.py inserts the
 renews its own or an expired one with an UPDATE."""
 INGEST_TABLE = "agent_runs"
 INGEST_PRIVILEGES = "SELECT, INSERT, UPDATE"
+NOT_INGESTED = tuple(t for t in (*AGENT_TABLES, LOCK_TABLE) if t != INGEST_TABLE)
+"""The tables the ingest role must not write."""
 """The ingestion routes record a run (INSERT), finish it (UPDATE) and list runs (SELECT)."""
 WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -148,8 +150,7 @@ async def _require_schema(conn: AsyncConnection) -> None:
 async def _ensure_role(conn: AsyncConnection, name: str) -> bool:
     """Create a login role unless it exists (roles belong to the whole cluster, so another
     database may have made it); whether it was created now."""
-    exists = await conn.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :n"), {"n": name})
-    if exists:
+    if await _role_exists(conn, name):
         return False
     await conn.execute(text(f"CREATE ROLE {_q(name)} LOGIN"))
     return True
@@ -159,8 +160,7 @@ async def _refuse_leaks(conn: AsyncConnection, roles: Roles) -> None:
     """Ask the database, not our grants: superuser, ownership or membership in an owner role
     would all let the orchestrator write agent data."""
     leaks = await write_privileges(conn, roles.orchestrator, AGENT_TABLES)
-    not_ingested = [t for t in (*AGENT_TABLES, LOCK_TABLE) if t != INGEST_TABLE]
-    leaks += await write_privileges(conn, roles.ingest, not_ingested)
+    leaks += await write_privileges(conn, roles.ingest, NOT_INGESTED)
     if leaks:
         raise RoleError(
             "least privilege not reached (is the role a superuser or a member of the tables' "
@@ -170,16 +170,12 @@ async def _refuse_leaks(conn: AsyncConnection, roles: Roles) -> None:
 
 async def write_privileges(conn: AsyncConnection, role: str, tables: Sequence[str]) -> list[str]:
     """``table: PRIVILEGE`` for each write ``role`` holds on ``tables``, by any path."""
-    found = []
-    for table in tables:
-        for privilege in WRITES:
-            allowed = await conn.scalar(
-                text("SELECT has_table_privilege(:r, :t, :p)"),
-                {"r": role, "t": table, "p": privilege},
-            )
-            if allowed:
-                found.append(f"{role} can {privilege} {table}")
-    return found
+    return [
+        f"{role} can {privilege} {table}"
+        for table in tables
+        for privilege in WRITES
+        if await _can(conn, role, table, privilege)
+    ]
 
 
 def scram_verifier(password: str, *, salt: bytes | None = None, iterations: int = 4096) -> str:
@@ -201,3 +197,31 @@ def _b64(raw: bytes) -> str:
 def _q(identifier: str) -> str:
     """Quote an identifier (role and database names are checked or come from the server)."""
     return '"' + identifier.replace('"', '""') + '"'
+
+
+NEEDED = (("prospects", "SELECT"), ("handoffs", "INSERT"))
+"""What the orchestrator role must be able to do: read an agent's table, write its own."""
+
+
+async def role_problems(conn: AsyncConnection, orchestrator: str, ingest: str) -> list[str]:
+    """Why least privilege does not hold for these login roles (``orchestrator doctor``):
+    a role missing, one that lacks what it needs, or one that can write what it must not."""
+    names = list(dict.fromkeys((orchestrator, ingest)))
+    if missing := [name for name in names if not await _role_exists(conn, name)]:
+        return [f"role {name} does not exist" for name in missing]
+    problems = [
+        f"{orchestrator} cannot {privilege} {table}"
+        for table, privilege in NEEDED
+        if not await _can(conn, orchestrator, table, privilege)
+    ]
+    problems += await write_privileges(conn, orchestrator, AGENT_TABLES)
+    return problems + await write_privileges(conn, ingest, NOT_INGESTED)
+
+
+async def _role_exists(conn: AsyncConnection, name: str) -> bool:
+    return bool(await conn.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :n"), {"n": name}))
+
+
+async def _can(conn: AsyncConnection, role: str, table: str, privilege: str) -> bool:
+    query = text("SELECT has_table_privilege(:r, :t, :p)")
+    return bool(await conn.scalar(query, {"r": role, "t": table, "p": privilege}))

@@ -389,6 +389,16 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.state_dir / 'orchestrator.db').resolve()}"
 
 
+class CliSettings(BaseSettings):
+    """How the command line reports a failure. Read apart from ``Settings`` so it still
+    applies when those are invalid (that is one of the failures it reports)."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCH_CLI__", extra="ignore")
+
+    traceback: bool = False
+    """Print the full traceback under the one-line message (for developers)."""
+
+
 def redact_url(url: str) -> str:
     """``url`` with its password masked, for logs and messages."""
     try:

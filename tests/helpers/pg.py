@@ -38,7 +38,7 @@ def find_pg_bindir() -> Path:
     raise PostgresUnavailable("no PostgreSQL server binaries (initdb) found")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -67,7 +67,7 @@ class PgCluster:
             except KeyError as exc:
                 raise PostgresUnavailable("running as root and no 'postgres' user") from exc
             os.chown(self.root, owner.pw_uid, owner.pw_gid)
-        self.port = _free_port()
+        self.port = free_port()
         subprocess.run(
             self._cmd(
                 "initdb",

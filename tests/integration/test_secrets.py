@@ -433,5 +433,5 @@ def test_cli_invalid_configuration_says_what_is_wrong_without_the_secret(tmp_pat
     env = {"ORCH_STATE_DIR": str(tmp_path), "ORCH_AGENT_ENDPOINTS": json.dumps(endpoints)}
     done = cli("health", env=env)
     assert done.returncode == 2
-    assert "an http agent needs a url" in done.stdout
+    assert "ORCH_AGENT_ENDPOINTS [researcher]: an http agent needs a url" in done.stderr
     assert not leaked(done.stdout, done.stderr)
