@@ -58,9 +58,7 @@ async def timeline(
         select(Activity).where(Activity.prospect_id == pid, Activity.type == "status_change"),
         limit,
     )
-    entries = [_entered(a) for a in changes]
-    if not any(e.status == prospect.status and e.at == prospect.status_changed_at for e in entries):
-        entries.append(_current(prospect))
+    entries = _state_entries(prospect, changes, handoffs)
     entries += [_handoff(h) for h in handoffs] + [_run(r) for r in runs]
     entries += [_violation(v) for v in await _newest(session, _of(StateViolation, pid), limit)]
     alerts = select(Alert).where(Alert.details["prospect_id"].as_integer() == pid)
@@ -68,8 +66,8 @@ async def timeline(
     entries += [_action(a) for a in await _newest(session, _of(OrchestratorAction, pid), limit)]
     lease = await session.scalar(select(RecordLock).where(RecordLock.prospect_id == pid))
     entries += [_lease(lease)] if lease is not None else []
-    entries.sort(key=lambda e: e.at, reverse=True)
-    return list(reversed(entries[:limit])), len(entries) > limit
+    entries.sort(key=lambda e: e.at)  # stable: at one time, a handoff before its runs
+    return entries[-limit:], len(entries) > limit
 
 
 def _of(model: Any, prospect_id: int) -> Any:
@@ -89,6 +87,26 @@ ORDER = {
 async def _newest(session: AsyncSession, query: Any, limit: int) -> list[Any]:
     column = ORDER[query.column_descriptions[0]["entity"]]
     return list(await session.scalars(query.order_by(column.desc()).limit(limit)))
+
+
+def _state_entries(
+    prospect: Prospect, changes: list[Activity], handoffs: list[Handoff]
+) -> list[TimelineEntry]:
+    """Each entry into a state once: from the status changes the agents logged, the state
+    entries the ledger handed off, and the current one."""
+    entries = {(e.status, e.at): e for e in map(_entered, changes)}
+    for row in handoffs:
+        entries.setdefault(
+            (row.from_state, row.state_entered_at),
+            TimelineEntry(
+                at=row.state_entered_at,
+                kind="state_entered",
+                status=row.from_state,
+                summary=f"entered {row.from_state}",
+            ),
+        )
+    entries.setdefault((prospect.status, prospect.status_changed_at), _current(prospect))
+    return list(entries.values())
 
 
 def _entered(row: Activity) -> TimelineEntry:
@@ -177,11 +195,14 @@ def _alert(row: Alert) -> TimelineEntry:
 def _action(row: OrchestratorAction) -> TimelineEntry:
     details = row.details or {}
     done = details.get("done")
+    attempt = details.get("attempt")
     return TimelineEntry(
         at=row.created_at,
         kind="action",
         status=row.action,
         agent=row.agent_name,
+        handoff_id=details.get("handoff_id"),
+        attempt=attempt if isinstance(attempt, int) else None,
         workflow_id=row.workflow_id,
         summary=f"{row.action.replace('_', ' ')}" + (f": {done}" if done else ""),
         detail=details,
