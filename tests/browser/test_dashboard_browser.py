@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -93,9 +94,18 @@ async def simulated_stack(tmp_path: Path) -> AsyncIterator[Stack]:
     """``orchestrator dev --simulate`` on free ports, stopped with Ctrl-C (its process group
     killed if it does not stop). Skips first when there is no browser to look at it."""
     browser_or_skip()
+    async with dev_stack(tmp_path) as stack:
+        yield stack
+
+
+@asynccontextmanager
+async def dev_stack(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[Stack]:
+    """The dev stack with these extra arguments and ``ORCH_*`` settings (no others)."""
     ports = {name: free_port() for name in ("temporal", "ui", "api")}
     state_dir = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
     output = tmp_path / "dev.log"
     process = subprocess.Popen(
         [
@@ -112,8 +122,9 @@ async def simulated_stack(tmp_path: Path) -> AsyncIterator[Stack]:
             str(ports["ui"]),
             "--api-port",
             str(ports["api"]),
+            *args,
         ],
-        env=env,
+        env={**clean, **(env or {})},
         cwd=tmp_path,
         stdout=output.open("wb"),
         stderr=subprocess.STDOUT,
