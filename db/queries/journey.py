@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
@@ -61,7 +61,10 @@ async def timeline(
     entries = _state_entries(prospect, changes, handoffs)
     entries += [_handoff(h) for h in handoffs] + [_run(r) for r in runs]
     entries += [_violation(v) for v in await _newest(session, _of(StateViolation, pid), limit)]
-    alerts = select(Alert).where(Alert.details["prospect_id"].as_integer() == pid)
+    # an alert names a prospect in details.prospect_id; compared as text, which both
+    # databases can do for any value found there (an integer cast could fail on PostgreSQL)
+    named = cast(Alert.details["prospect_id"].as_string(), String)
+    alerts = select(Alert).where(named == str(pid))
     entries += [_alert(a) for a in await _newest(session, alerts, limit)]
     entries += [_action(a) for a in await _newest(session, _of(OrchestratorAction, pid), limit)]
     lease = await session.scalar(select(RecordLock).where(RecordLock.prospect_id == pid))

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from temporalio.client import Client
 
-from db.models import AgentRun, Handoff, OrchestratorAction
+from db.models import AgentRun, Alert, Handoff, OrchestratorAction, RecordLock, StateViolation
 from orchestrator.settings import Settings
 from pipeline.handoffs import handoff_id
 from tests.helpers.agents import FakeAgent, prospect_status
@@ -28,6 +28,44 @@ async def closed(client: Client, pid: int) -> None:
 
 def entry(e: dict[str, Any]) -> tuple[Any, ...]:
     return (e["kind"], e["status"], e["agent"], e["attempt"])
+
+
+def after_the_journey(pid: int, at: datetime) -> list[object]:
+    """A violation, an alert naming the prospect (and one naming another), a lease."""
+    second = timedelta(seconds=1)
+
+    def alert(about: int, message: str) -> Alert:
+        return Alert(
+            fingerprint=f"test:{about}",
+            kind="test",
+            agent_name="outreach",
+            severity="warning",
+            status="open",
+            message=message,
+            details={"prospect_id": about},
+            first_seen=at + second,
+            last_seen=at + second,
+        )
+
+    return [
+        StateViolation(
+            prospect_id=pid,
+            kind="in_sequence_no_sequence",
+            state="in_sequence",
+            detail="no active sequence",
+            first_seen=at,
+            last_seen=at,
+        ),
+        alert(pid, "outreach is slow for it"),
+        alert(pid + 1, "someone else's"),
+        RecordLock(
+            prospect_id=pid,
+            agent_name="outreach",
+            run_id="their-run",
+            acquired_at=at + 2 * second,
+            expires_at=at + timedelta(hours=1),
+        ),
+    ]
 
 
 async def test_journey_through_three_agents_with_a_failure_and_its_retry(
@@ -69,6 +107,8 @@ async def test_journey_through_three_agents_with_a_failure_and_its_retry(
                 for status in ("failed", "completed")
             ),
         )
+        later = datetime.now(UTC) + timedelta(seconds=1)
+        await add(agent_sessionmaker, *after_the_journey(pid, later))
         response = await api.get(f"/api/v1/prospects/{pid}")
     assert response.status_code == 200, response.text
     journey = response.json()
@@ -101,7 +141,12 @@ async def test_journey_through_three_agents_with_a_failure_and_its_retry(
         ("handoff", "completed", "outreach", 1),
         ("state_entered", "in_sequence", None, None),
         ("action", "handoff_executed", "outreach", 1),
+        ("violation", "open", None, None),
+        ("alert", "open", "outreach", None),
+        ("lease", None, "outreach", None),
     ]
+    assert timeline[-1]["detail"]["holder"] == "their-run"
+    assert "someone else's" not in str(timeline)  # the alert naming another prospect
     handoffs = [e for e in timeline if e["kind"] == "handoff"]
     assert [e["handoff_id"] for e in handoffs] == [
         rows[a].id for a in ("hygiene", "researcher", "outreach")
