@@ -13,11 +13,11 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.conflicts import ConflictActivities, ResolveInput
-from db.models import AgentRun, Handoff, RecordLock, StateViolation
+from db.models import AgentRun, RecordLock, StateViolation
 from orchestrator.settings import Settings
-from pipeline.handoffs import HandoffPolicy, handoff_id, handoff_workflow_id
+from pipeline.handoffs import HandoffPolicy
 from tests.helpers.api import VIEWER_KEY, api_client
-from tests.helpers.factories import add, prospect
+from tests.helpers.factories import add, ledger_entry, prospect
 
 NOW = datetime.now(UTC)
 
@@ -32,28 +32,6 @@ def violation(pid: int, kind: str, state: str, *, ago: int, resolved: bool = Fal
         first_seen=seen - timedelta(hours=1),
         last_seen=seen,
         resolved_at=seen if resolved else None,
-    )
-
-
-def claim(
-    pid: int, state: str, *, status: str, agent: str = "hygiene", ago: int = 0, entered=None
-) -> Handoff:
-    """A ledger row last changed ``ago`` minutes ago, finished unless its status is open."""
-    at = NOW - timedelta(minutes=ago)
-    entered = entered or at - timedelta(seconds=1)
-    finished = at if status in ("completed", "failed", "cancelled", "superseded") else None
-    return Handoff(
-        id=handoff_id(pid, state, entered),
-        prospect_id=pid,
-        from_state=state,
-        state_entered_at=entered,
-        to_agent=agent,
-        status=status,
-        attempt=1,
-        workflow_id=handoff_workflow_id(pid),
-        created_at=at,
-        updated_at=at,
-        finished_at=finished,
     )
 
 
@@ -140,8 +118,8 @@ async def test_prospects_found_by_text_state_tier_and_stuck(
     await add(
         agent_sessionmaker,
         *rows,
-        claim(12, "scored", status="failed", agent="researcher", entered=failed_entry),
-        claim(14, "research_complete", status="stalled", agent="outreach"),
+        ledger_entry(12, "scored", status="failed", agent="researcher", entered=failed_entry),
+        ledger_entry(14, "research_complete", status="stalled", agent="outreach"),
         violation(11, "stuck", "identified", ago=1),
         violation(13, "scored_without_tier", "scored", ago=1),
     )
@@ -192,11 +170,11 @@ async def test_conflicts_are_what_resolve_finds_then_what_it_did(
 ) -> None:
     p = 8100  # handoff workflow ids are per prospect, on a server the session shares
     hour = timedelta(hours=1)
-    done = claim(p + 2, "identified", status="completed", ago=30)
-    blocked = claim(p + 3, "identified", status="blocked", ago=20)
+    done = ledger_entry(p + 2, "identified", status="completed", ago=timedelta(minutes=30))
+    blocked = ledger_entry(p + 3, "identified", status="blocked", ago=timedelta(minutes=20))
     twins = [
-        claim(p + 4, "identified", status="running", entered=NOW - timedelta(minutes=9)),
-        claim(p + 4, "scored", status="running", entered=NOW - timedelta(minutes=1)),
+        ledger_entry(p + 4, "identified", status="running", entered=NOW - timedelta(minutes=9)),
+        ledger_entry(p + 4, "scored", status="running", entered=NOW - timedelta(minutes=1)),
     ]
     await add(
         agent_sessionmaker,

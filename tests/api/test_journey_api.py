@@ -13,10 +13,9 @@ from temporalio.client import Client
 
 from db.models import AgentRun, Alert, Handoff, OrchestratorAction, RecordLock, StateViolation
 from orchestrator.settings import Settings
-from pipeline.handoffs import handoff_id
 from tests.helpers.agents import FakeAgent, prospect_status
 from tests.helpers.api import api_client
-from tests.helpers.factories import add, prospect
+from tests.helpers.factories import add, ledger_entry, prospect
 from tests.helpers.handoffs import ledger, running, sweep, wait_closed, with_handoffs
 
 WAIT = 30.0
@@ -155,20 +154,7 @@ async def test_journey_through_three_agents_with_a_failure_and_its_retry(
 
 
 def failed_claim(pid: int, state: str, entered: datetime, agent: str, *, ago: timedelta) -> Handoff:
-    at = datetime.now(UTC) - ago
-    return Handoff(
-        id=handoff_id(pid, state, entered),
-        prospect_id=pid,
-        from_state=state,
-        state_entered_at=entered,
-        to_agent=agent,
-        status="failed",
-        attempt=1,
-        detail="planted failure",
-        created_at=at,
-        updated_at=at,
-        finished_at=at,
-    )
+    return ledger_entry(pid, state, status="failed", agent=agent, ago=ago, entered=entered)
 
 
 async def test_bulk_retry_starts_every_match_once_and_says_why_not_the_rest(

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import AgentRun, Contact, Prospect, RecordLock
+from db.models import AgentRun, Contact, Handoff, Prospect, RecordLock
+from pipeline.handoffs import handoff_id, handoff_workflow_id
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -106,3 +107,34 @@ async def count(sessionmaker: async_sessionmaker[AsyncSession], model: Any, *whe
     """Rows of ``model`` matching ``where``, counted by the database."""
     async with sessionmaker() as session:
         return await session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+FINISHED = ("completed", "failed", "cancelled", "superseded")
+
+
+def ledger_entry(
+    pid: int,
+    state: str,
+    *,
+    status: str,
+    agent: str = "hygiene",
+    ago: timedelta = timedelta(0),
+    entered: datetime | None = None,
+) -> Handoff:
+    """A ledger row of prospect ``pid``'s entry into ``state``, last changed ``ago`` before
+    now; finished unless its status is an open one."""
+    at = datetime.now(UTC) - ago
+    entered = entered or at - timedelta(seconds=1)
+    return Handoff(
+        id=handoff_id(pid, state, entered),
+        prospect_id=pid,
+        from_state=state,
+        state_entered_at=entered,
+        to_agent=agent,
+        status=status,
+        attempt=1,
+        workflow_id=handoff_workflow_id(pid),
+        created_at=at,
+        updated_at=at,
+        finished_at=at if status in FINISHED else None,
+    )
