@@ -97,9 +97,12 @@ def parse_cursor(cursor: str) -> tuple[datetime, str]:
     """A ``next_cursor`` read back as (time, id); a 422 for anything else."""
     try:
         at, last_id = cursor.split("|", 1)
-        return datetime.fromisoformat(at), last_id
+        when = datetime.fromisoformat(at)
     except ValueError as exc:
         raise HTTPException(422, detail="cursor: not a value returned as next_cursor") from exc
+    if when.tzinfo is None:  # every cursor given out has a zone; the database refuses none
+        raise HTTPException(422, detail="cursor: not a value returned as next_cursor")
+    return when, last_id
 
 
 def parse_int_cursor(cursor: str) -> tuple[datetime, int]:

@@ -95,6 +95,7 @@ async def test_violations_filtered_paged_and_bad_filters_refused(
         await refused(api, path, "prospect_id", prospect_id=0)
         await refused(api, path, "cursor", cursor="garbage")
         await refused(api, path, "cursor", cursor=f"{NOW.isoformat()}|x")
+        await refused(api, path, "cursor", cursor="2026-01-01T00:00:00|1")  # no zone
 
 
 # --- prospects ------------------------------------------------------------------------------
