@@ -101,7 +101,7 @@ async def test_violations_filtered_paged_and_bad_filters_refused(
 # --- prospects ------------------------------------------------------------------------------
 
 
-async def test_prospects_found_by_text_state_tier_and_stuck(
+async def test_prospects_found_by_text_state_tier_and_stuck_and_who_asks(
     agent_sessionmaker, settings: Settings
 ) -> None:
     rows = [
@@ -157,6 +157,24 @@ async def test_prospects_found_by_text_state_tier_and_stuck(
         missing = await api.get(f"{path}/999")
         assert missing.status_code == 404 and "999" in missing.json()["detail"]
         await refused(api, f"{path}/0", "prospect_id")
+        await who_am_i(api, settings)
+
+
+async def who_am_i(operator: httpx.AsyncClient, settings: Settings) -> None:
+    """``/me`` tells the page whether to offer actions; a viewer acting is refused."""
+    assert await get(operator, "/api/v1/me") == {
+        "name": "test-operator",
+        "role": "operator",
+        "can_act": True,
+    }
+    async with api_client(settings, key=VIEWER_KEY) as api:
+        assert await get(api, "/api/v1/me") == {
+            "name": "test-viewer",
+            "role": "viewer",
+            "can_act": False,
+        }
+        bulk = await api.post("/api/v1/handoffs/retry", json={"agent": "hygiene"})
+        assert bulk.status_code == 403 and "operator" in bulk.json()["detail"]
 
 
 # --- conflicts ------------------------------------------------------------------------------
@@ -262,23 +280,3 @@ async def test_conflicts_are_what_resolve_finds_then_what_it_did(
         assert "released" in one[0]["resolution"]
         await refused(api, path, "kind", kind="bogus")
         await refused(api, path, "status", status="closed")
-
-
-# --- who am I -------------------------------------------------------------------------------
-
-
-async def test_me_tells_the_page_whether_to_offer_actions(settings: Settings) -> None:
-    async with api_client(settings) as api:
-        assert await get(api, "/api/v1/me") == {
-            "name": "test-operator",
-            "role": "operator",
-            "can_act": True,
-        }
-    async with api_client(settings, key=VIEWER_KEY) as api:
-        assert await get(api, "/api/v1/me") == {
-            "name": "test-viewer",
-            "role": "viewer",
-            "can_act": False,
-        }
-        bulk = await api.post("/api/v1/handoffs/retry", json={"agent": "hygiene"})
-        assert bulk.status_code == 403 and "operator" in bulk.json()["detail"]
