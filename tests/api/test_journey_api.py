@@ -1,6 +1,7 @@
 """A prospect's journey and the bulk retry, through ASGI onto real handoff workflows (a real
 Temporal dev server, stand-in agents) on both databases: three agents, one failure and its
-retry, read back entry by entry; every failed handoff of an agent retried as one action."""
+retry, read back entry by entry; then every failed handoff since an hour ago retried as one
+action, with the same worker."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 from temporalio.client import Client
 
@@ -67,7 +69,7 @@ def after_the_journey(pid: int, at: datetime) -> list[object]:
     ]
 
 
-async def test_journey_through_three_agents_with_a_failure_and_its_retry(
+async def test_journey_through_three_agents_with_a_failure_and_its_retry_then_a_bulk_retry(
     client: Client,
     sessionmaker,
     agent_sessionmaker,
@@ -109,6 +111,8 @@ async def test_journey_through_three_agents_with_a_failure_and_its_retry(
         later = datetime.now(UTC) + timedelta(seconds=1)
         await add(agent_sessionmaker, *after_the_journey(pid, later))
         response = await api.get(f"/api/v1/prospects/{pid}")
+        # the same worker serves the bulk retry (its start is much of each test's time)
+        await bulk_retry_of_every_match(api, client, sessionmaker, agent_sessionmaker, agents)
     assert response.status_code == 200, response.text
     journey = response.json()
     assert journey["prospect"]["status"] == "in_sequence"
@@ -157,13 +161,16 @@ def failed_claim(pid: int, state: str, entered: datetime, agent: str, *, ago: ti
     return ledger_entry(pid, state, status="failed", agent=agent, ago=ago, entered=entered)
 
 
-async def test_bulk_retry_starts_every_match_once_and_says_why_not_the_rest(
+async def bulk_retry_of_every_match(
+    api: httpx.AsyncClient,
     client: Client,
     sessionmaker,
     agent_sessionmaker,
-    worker_settings: Settings,
     agents: dict[str, FakeAgent],
 ) -> None:
+    """Every failed handoff since an hour ago retried at once: each prospect's newest match
+    started, the rest not, saying why (an older entry of a prospect retried, a paused agent);
+    one audit row per bulk retry."""
     p, minute = 8300, timedelta(minutes=1)
     entered = datetime.now(UTC) - 10 * minute
     rows: list[object] = []
@@ -179,44 +186,41 @@ async def test_bulk_retry_starts_every_match_once_and_says_why_not_the_rest(
     stale = failed_claim(p + 6, "identified", entered, "hygiene", ago=timedelta(days=2))
     await add(agent_sessionmaker, *rows, *hygiene, older, held, stale)
     bulk = "/api/v1/handoffs/retry"
-    async with (
-        running(client, sessionmaker, worker_settings, agents),
-        api_client(worker_settings, client) as api,
+    paused = await api.post("/api/v1/agents/researcher/pause", json={"reason": "test"})
+    assert paused.status_code == 200, paused.text
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    response = await api.post(bulk, json={"status": "failed", "since": since})
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert (answer["matched"], answer["started"], answer["not_started"]) == (5, 3, 2)
+    assert answer["reasons"] == {"prospect_retried": 1, "agent_held": 1}
+    assert answer["more"] is False
+    outcomes = {o["handoff_id"]: o["action"] for o in answer["outcomes"]}
+    assert outcomes == {
+        **{h.id: "restarted" for h in hygiene},
+        older.id: "refused",
+        held.id: "refused",
+    }
+    for i in (1, 2, 3):
+        await closed(client, p + i)
+    for row in hygiene:
+        [now_row] = [r for r in await ledger(sessionmaker, row.prospect_id) if r.id == row.id]
+        assert (now_row.status, now_row.attempt) == ("completed", 2)
+    work = {k: n for k, n in agents["hygiene"].work.items() if k[0] > p}
+    assert work == {(p + i, "identified"): 1 for i in (1, 2, 3)}
+
+    one = (await api.post(bulk, json={"agent": "researcher", "limit": 1})).json()
+    assert (one["matched"], one["started"], one["more"]) == (1, 0, True)
+    assert one["outcomes"][0]["reason"].startswith("researcher takes no handoffs now")
+
+    for body, field in (
+        ({"status": "completed"}, "status"),
+        ({"agent": "nobody"}, "agent"),
+        ({"limit": 501}, "limit"),
+        ({"since": "2026-01-01T00:00:00"}, "since"),
     ):
-        paused = await api.post("/api/v1/agents/researcher/pause", json={"reason": "test"})
-        assert paused.status_code == 200, paused.text
-        since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-        response = await api.post(bulk, json={"status": "failed", "since": since})
-        assert response.status_code == 202, response.text
-        answer = response.json()
-        assert (answer["matched"], answer["started"], answer["not_started"]) == (5, 3, 2)
-        assert answer["reasons"] == {"prospect_retried": 1, "agent_held": 1}
-        assert answer["more"] is False
-        outcomes = {o["handoff_id"]: o["action"] for o in answer["outcomes"]}
-        assert outcomes == {
-            **{h.id: "restarted" for h in hygiene},
-            older.id: "refused",
-            held.id: "refused",
-        }
-        for i in (1, 2, 3):
-            await closed(client, p + i)
-        for row in hygiene:
-            [now_row] = [r for r in await ledger(sessionmaker, row.prospect_id) if r.id == row.id]
-            assert (now_row.status, now_row.attempt) == ("completed", 2)
-        assert agents["hygiene"].work == {(p + i, "identified"): 1 for i in (1, 2, 3)}
-
-        one = (await api.post(bulk, json={"agent": "researcher", "limit": 1})).json()
-        assert (one["matched"], one["started"], one["more"]) == (1, 0, True)
-        assert one["outcomes"][0]["reason"].startswith("researcher takes no handoffs now")
-
-        for body, field in (
-            ({"status": "completed"}, "status"),
-            ({"agent": "nobody"}, "agent"),
-            ({"limit": 501}, "limit"),
-            ({"since": "2026-01-01T00:00:00"}, "since"),
-        ):
-            bad = await api.post(bulk, json=body)
-            assert bad.status_code == 422 and field in bad.json()["detail"], (body, bad.text)
+        bad = await api.post(bulk, json=body)
+        assert bad.status_code == 422 and field in bad.json()["detail"], (body, bad.text)
 
     async with sessionmaker() as session:
         audited = list(
