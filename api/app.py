@@ -18,13 +18,16 @@ from api.routes import (
     agent_runs,
     agents,
     alerts,
+    cockpit,
     dashboard,
     events,
+    findings,
     handoffs,
     metrics,
     orchestrator,
     pipeline,
     probes,
+    prospects,
     reports,
 )
 from api.temporal import TemporalGateway
@@ -72,6 +75,9 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     app.include_router(events.router, dependencies=secured)
     app.include_router(metrics.router, dependencies=secured)
     app.include_router(pipeline.router, dependencies=secured)
+    app.include_router(findings.router, dependencies=secured)  # the cockpit (README, Dashboard)
+    app.include_router(prospects.router, dependencies=secured)
+    app.include_router(cockpit.router, dependencies=secured)
     dashboard.mount_dashboard(app)  # the page is public: it holds no data, its script a key
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RPCError, _temporal_error)

@@ -6,6 +6,7 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import HTTPException
 from pydantic import BaseModel, BeforeValidator
 
 from pipeline.health import AgentHealth, HealthStatus
@@ -85,3 +86,28 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         }
         for code in codes
     }
+
+
+def page_cursor(at: datetime, row_id: object) -> str:
+    """The ``next_cursor`` of a keyset page that ended at the row (``at``, ``row_id``)."""
+    return f"{at.isoformat()}|{row_id}"
+
+
+def parse_cursor(cursor: str) -> tuple[datetime, str]:
+    """A ``next_cursor`` read back as (time, id); a 422 for anything else."""
+    try:
+        at, last_id = cursor.split("|", 1)
+        when = datetime.fromisoformat(at)
+    except ValueError as exc:
+        raise HTTPException(422, detail="cursor: not a value returned as next_cursor") from exc
+    if when.tzinfo is None:  # every cursor given out has a zone; the database refuses none
+        raise HTTPException(422, detail="cursor: not a value returned as next_cursor")
+    return when, last_id
+
+
+def parse_int_cursor(cursor: str) -> tuple[datetime, int]:
+    """A cursor of a table with integer ids."""
+    at, last_id = parse_cursor(cursor)
+    if not last_id.isdigit() or int(last_id) > MAX_ID:
+        raise HTTPException(422, detail="cursor: not a value returned as next_cursor")
+    return at, int(last_id)

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Literal
 from urllib.parse import quote
 
-from temporalio.client import Client, WorkflowHandle
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from orchestrator.settings import TemporalSettings
 from pipeline.handoffs import (
     FEED_NUDGE,
+    OPEN_STATUSES,
+    RETRYABLE_STATUSES,
     HandoffPolicy,
+    HandoffState,
+    HandoffStatus,
     PendingHandoff,
     feed_workflow_id,
     handoff_workflow_id,
@@ -180,4 +186,87 @@ async def nudge_feed(client: Client, task_queue: str) -> None:
         start_signal=FEED_NUDGE,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         static_summary=FEED_SUMMARY,
+    )
+
+
+async def live_handoff(client: Client, prospect_id: int) -> HandoffState | None:
+    """The prospect's running handoff workflow's state (its query), or None when none runs."""
+    handle = client.get_workflow_handle(handoff_workflow_id(prospect_id))
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if description.status is not WorkflowExecutionStatus.RUNNING:
+        return None
+    return await handle.query(HandoffWorkflow.state)
+
+
+class RetryOutcome(BaseModel):
+    """What one retry did: ``signalled`` (a blocked handoff tries its lease again),
+    ``restarted`` (the handoff runs again), or ``refused`` with the reason."""
+
+    handoff_id: str
+    action: Literal["signalled", "restarted", "refused"]
+    reason: str | None = None
+    refusal: str | None = None
+    """The reason as a code, for counting: ``not_retryable``, ``handoff_open``, or a
+    caller's own (the bulk retry's ``agent_held``, ``prospect_retried``)."""
+
+
+async def retry_handoff(
+    client: Client,
+    pending: PendingHandoff,
+    status: HandoffStatus,
+    *,
+    policy: HandoffPolicy,
+    task_queue: str,
+    request: str | None = None,
+) -> RetryOutcome:
+    """Retry the ledger row of ``pending`` (now ``status``), the one way the single and the
+    bulk retry both take: a blocked handoff still running is signalled; a failed, cancelled
+    or abandoned one (open, but no workflow works on it) runs again; anything else is
+    refused, saying why."""
+    handoff_id = pending.id
+    live = await live_handoff(client, pending.prospect_id)
+    if live is not None and live.handoff_id == handoff_id:
+        if live.status is not HandoffStatus.BLOCKED:
+            return refused(
+                handoff_id, "not_retryable", not_retryable(handoff_id, live.status.value)
+            )
+        await client.get_workflow_handle(handoff_workflow_id(pending.prospect_id)).signal(
+            HandoffWorkflow.retry
+        )
+        return RetryOutcome(handoff_id=handoff_id, action="signalled")
+    abandoned = live is None and status in OPEN_STATUSES
+    if status not in RETRYABLE_STATUSES and not abandoned:
+        return refused(handoff_id, "not_retryable", not_retryable(handoff_id, status.value))
+    if live is not None:
+        why = f"prospect {pending.prospect_id} has another handoff open ({live.handoff_id})"
+        return refused(handoff_id, "handoff_open", f"{why}; retry after it ends")
+    try:
+        await start_handoff(
+            client,
+            pending,
+            policy=policy,
+            task_queue=task_queue,
+            why="retry",
+            retry=True,
+            request=request,
+        )
+    except WorkflowAlreadyStartedError:
+        why = f"a handoff of prospect {pending.prospect_id} started meanwhile; nothing to retry"
+        return refused(handoff_id, "handoff_open", why)
+    return RetryOutcome(handoff_id=handoff_id, action="restarted")
+
+
+def refused(handoff_id: str, refusal: str, reason: str) -> RetryOutcome:
+    return RetryOutcome(handoff_id=handoff_id, action="refused", reason=reason, refusal=refusal)
+
+
+def not_retryable(handoff_id: str, status: str) -> str:
+    return (
+        f"handoff {handoff_id} is {status}; only blocked, failed or cancelled handoffs "
+        "can be retried"
     )

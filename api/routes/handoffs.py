@@ -8,13 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ValidationError
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import authorize
 from api.deps import IdempotencyKey, SessionDep, SettingsDep, TemporalDep, temporal_client
-from api.schemas import MAX_ID, NO_NUL, errors
+from api.schemas import MAX_ID, NO_NUL, errors, page_cursor, parse_cursor
 from db.commands.controls import blocked_agents
 from db.models import Handoff
 from db.queries.handoffs import pending_for_prospect, pending_from_row, why_no_handoff
@@ -23,14 +21,20 @@ from orchestrator.signing import SIGNATURE_HEADER, verify
 from pipeline.contract import AgentResult
 from pipeline.handoffs import (
     OPEN_STATUSES,
-    RETRYABLE_STATUSES,
     HandoffState,
     HandoffStatus,
     PendingHandoff,
     handoff_workflow_id,
 )
 from workflows.handoff import CompleteInput, HandoffWorkflow
-from workflows.starters import handoff_started_for, keyed_request, start_handoff, web_ui_url
+from workflows.starters import (
+    handoff_started_for,
+    keyed_request,
+    live_handoff,
+    start_handoff,
+    web_ui_url,
+)
+from workflows.starters import retry_handoff as retry_one
 
 router = APIRouter(prefix="/api/v1", tags=["handoffs"], responses=errors(401, 422))
 callbacks = APIRouter(prefix="/api/v1", tags=["handoffs"], responses=errors(401, 422))
@@ -94,9 +98,9 @@ async def list_handoffs(
         status=status.value if status is not None else None,
         agent=agent,
         prospect_id=prospect_id,
-        before=_parse_cursor(cursor) if cursor is not None else None,
+        before=parse_cursor(cursor) if cursor is not None else None,
     )
-    next_cursor = f"{rows[-1].created_at.isoformat()}|{rows[-1].id}" if len(rows) == limit else None
+    next_cursor = page_cursor(rows[-1].created_at, rows[-1].id) if len(rows) == limit else None
     return HandoffPage(items=[_out(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -116,7 +120,7 @@ async def prospect_handoff(
     rows = await handoffs_of(session, prospect_id)
     client = await temporal_client(temporal)
     workflow_id = handoff_workflow_id(prospect_id)
-    live = await _live_state(client.get_workflow_handle(workflow_id))
+    live = await live_handoff(client, prospect_id)
     if live is None and not rows:
         raise HTTPException(404, detail=f"prospect {prospect_id} has never been handed off")
     return ProspectHandoffs(
@@ -218,42 +222,21 @@ async def retry_handoff(
     ``Idempotency-Key`` answers as the first did, and starts nothing more."""
     row = await _ledger_row(session, handoff_id)
     client = await temporal_client(temporal)
-    handle = client.get_workflow_handle(handoff_workflow_id(row.prospect_id))
+    workflow_id = handoff_workflow_id(row.prospect_id)
     request = keyed_request(f"retry {handoff_id}", idempotency_key) if idempotency_key else None
     if request is not None and await handoff_started_for(client, row.prospect_id, request):
-        return ActionResult(handoff_id=handoff_id, action="restarted", workflow_id=handle.id)
-    live = await _live_state(handle)
-    if live is not None and live.handoff_id == handoff_id:
-        if live.status is not HandoffStatus.BLOCKED:
-            raise HTTPException(409, detail=_not_retryable(handoff_id, live.status.value))
-        await handle.signal(HandoffWorkflow.retry)
-        return ActionResult(handoff_id=handoff_id, action="signalled", workflow_id=handle.id)
-    abandoned = live is None and HandoffStatus(row.status) in OPEN_STATUSES
-    if HandoffStatus(row.status) not in RETRYABLE_STATUSES and not abandoned:
-        raise HTTPException(409, detail=_not_retryable(handoff_id, row.status))
-    if live is not None:
-        raise HTTPException(
-            409,
-            detail=f"prospect {row.prospect_id} has another handoff "
-            f"open ({live.handoff_id}); retry after it ends",
-        )
-    policy = settings.handoffs.policy(settings.agent_endpoints)
-    try:
-        await start_handoff(
-            client,
-            pending_from_row(row),
-            policy=policy,
-            task_queue=settings.temporal.task_queue,
-            why="retry",
-            retry=True,
-            request=request,
-        )
-    except WorkflowAlreadyStartedError as exc:
-        raise HTTPException(
-            409,
-            detail=f"a handoff of prospect {row.prospect_id} started meanwhile; nothing to retry",
-        ) from exc
-    return ActionResult(handoff_id=handoff_id, action="restarted", workflow_id=handle.id)
+        return ActionResult(handoff_id=handoff_id, action="restarted", workflow_id=workflow_id)
+    outcome = await retry_one(
+        client,
+        pending_from_row(row),
+        HandoffStatus(row.status),
+        policy=settings.handoffs.policy(settings.agent_endpoints),
+        task_queue=settings.temporal.task_queue,
+        request=request,
+    )
+    if outcome.action == "refused":
+        raise HTTPException(409, detail=outcome.reason)
+    return ActionResult(handoff_id=handoff_id, action=outcome.action, workflow_id=workflow_id)
 
 
 @router.post(
@@ -269,7 +252,7 @@ async def cancel_handoff(
     row = await _ledger_row(session, handoff_id)
     client = await temporal_client(temporal)
     handle = client.get_workflow_handle(handoff_workflow_id(row.prospect_id))
-    live = await _live_state(handle)
+    live = await live_handoff(client, row.prospect_id)
     if live is None or live.handoff_id != handoff_id:
         gone = HandoffStatus(row.status) in OPEN_STATUSES
         why = "its workflow is gone; retry runs it again" if gone else f"it is {row.status}"
@@ -309,7 +292,7 @@ async def complete_handoff(
         raise HTTPException(422, detail=f"invalid agent result: {exc.errors()[0]['msg']}") from exc
     client = await temporal_client(temporal)
     handle = client.get_workflow_handle(handoff_workflow_id(row.prospect_id))
-    live = await _live_state(handle)
+    live = await live_handoff(client, row.prospect_id)
     http_agent = endpoint is not None and endpoint.transport == "http"
     if live is None or live.handoff_id != handoff_id or not http_agent:
         raise HTTPException(
@@ -328,34 +311,6 @@ async def _ledger_row(session: SessionDep, handoff_id: str) -> Handoff:
     if row is None:
         raise HTTPException(404, detail=f"no handoff {handoff_id!r} in the ledger")
     return row
-
-
-async def _live_state(handle: WorkflowHandle) -> HandoffState | None:
-    """The open workflow's state, or None when no handoff workflow is running."""
-    try:
-        description = await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    if description.status is not WorkflowExecutionStatus.RUNNING:
-        return None
-    return await handle.query(HandoffWorkflow.state)
-
-
-def _not_retryable(handoff_id: str, status: str) -> str:
-    return (
-        f"handoff {handoff_id} is {status}; only blocked, failed or cancelled handoffs "
-        "can be retried"
-    )
-
-
-def _parse_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, last_id = cursor.split("|", 1)
-        return datetime.fromisoformat(created), last_id
-    except ValueError as exc:
-        raise HTTPException(422, detail="cursor: not a value returned as next_cursor") from exc
 
 
 def _out(row: Handoff) -> HandoffOut:

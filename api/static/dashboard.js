@@ -59,7 +59,9 @@ function takeKeyFromFragment() {
   const key = params.get("key");
   if (key) {
     sessionStorage.setItem(KEY_STORE, key);
-    history.replaceState(null, "", location.pathname + location.search); // off the address bar
+    params.delete("key"); // off the address bar; the rest (a prospect to show) stays
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
   }
   return sessionStorage.getItem(KEY_STORE);
 }
@@ -176,7 +178,7 @@ function renderFeed(feed) {
 }
 
 function handoffRow(item) {
-  return h("li", { "data-status": item.status },
+  return h("li", { "data-status": item.status, "data-handoff-id": item.id, "data-prospect-id": item.prospect_id },
     h("span", { class: `badge handoff-${item.status}` }, item.status),
     h("span", {}, `#${item.prospect_id} ${label(item.from_state)} → ${item.to_agent}`),
     workflowLink(item.workflow_id),
@@ -191,7 +193,7 @@ function renderHandoffs(latest, stalled, blocked) {
 
 function renderAlerts(alerts) {
   fill("alerts", alerts.length ? alerts.map((a) =>
-    h("li", { class: `alert sev-${a.severity}` },
+    h("li", { class: `alert sev-${a.severity}`, "data-alert-id": a.id, "data-alert-status": a.status },
       h("span", { class: `badge sev-${a.severity}` }, a.severity),
       h("span", { class: "grow" }, a.message, a.count > 1 ? h("span", { class: "muted" }, ` ×${a.count}`) : null),
       h("span", { class: "muted right", title: a.last_seen }, ago(a.last_seen)))) : [empty("No open alerts.")]);
@@ -255,6 +257,7 @@ async function refresh() {
   use(report, renderReport);
   use(cycles, renderCycles);
   use(feed, renderFeed);
+  if (window.cockpit) problems.push(...(await window.cockpit.refresh())); // cockpit.js
   showProblems(problems);
   $("main").hidden = false;
   $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;

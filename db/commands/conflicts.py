@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import String, cast, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, String, cast, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AgentRun, Handoff, OrchestratorAction, RecordLock
@@ -72,8 +72,8 @@ def audit_row(
     )
 
 
-async def release_stale_leases(session: AsyncSession, now: datetime, batch: int) -> tuple[int, int]:
-    """Release expired and orphaned leases; (expired, orphaned) released by this call."""
+def stale_lease_clause(now: datetime) -> ColumnElement[bool]:
+    """A lease resolve releases: expired, or its holder (handoff or agent run) finished."""
     finished_handoff = exists().where(
         Handoff.id == RecordLock.run_id, Handoff.finished_at.is_not(None)
     )
@@ -81,11 +81,23 @@ async def release_stale_leases(session: AsyncSession, now: datetime, batch: int)
         cast(AgentRun.id, String) == RecordLock.run_id,
         AgentRun.status.in_(("completed", "failed")),
     )
-    stale = (
-        select(RecordLock.id)
-        .where(or_(RecordLock.expires_at < now, finished_handoff, finished_run))
+    return or_(RecordLock.expires_at < now, finished_handoff, finished_run)
+
+
+async def stale_leases(session: AsyncSession, now: datetime, batch: int) -> list[RecordLock]:
+    """The leases the next resolve would release, oldest expiry first (read only)."""
+    query = (
+        select(RecordLock)
+        .where(stale_lease_clause(now))
+        .order_by(RecordLock.expires_at)
         .limit(batch)
     )
+    return list(await session.scalars(query))
+
+
+async def release_stale_leases(session: AsyncSession, now: datetime, batch: int) -> tuple[int, int]:
+    """Release expired and orphaned leases; (expired, orphaned) released by this call."""
+    stale = select(RecordLock.id).where(stale_lease_clause(now)).limit(batch)
     released = await session.execute(
         delete(RecordLock)
         .where(RecordLock.id.in_(stale))

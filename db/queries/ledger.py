@@ -19,8 +19,10 @@ async def handoff_page(
     agent: str | None = None,
     prospect_id: int | None = None,
     before: tuple[datetime, str] | None = None,
+    since: datetime | None = None,
 ) -> list[Handoff]:
-    """Ledger rows newest first; ``before`` is the (created_at, id) the last page ended at."""
+    """Ledger rows newest first; ``before`` is the (created_at, id) the last page ended at,
+    ``since`` the earliest last change (``updated_at``) a row may have."""
     query = select(Handoff).order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(limit)
     if status is not None:
         query = query.where(Handoff.status == status)
@@ -30,6 +32,8 @@ async def handoff_page(
         query = query.where(Handoff.prospect_id == prospect_id)
     if before is not None:
         query = query.where(tuple_(Handoff.created_at, Handoff.id) < tuple_(*before))
+    if since is not None:
+        query = query.where(Handoff.updated_at >= since)
     return list(await session.scalars(query))
 
 

@@ -1,7 +1,8 @@
 """The dashboard in a real browser: headless Chromium (Debian's ``chromium``) opens
 ``/dashboard`` of ``orchestrator dev --simulate`` and checks what a person would see: four
 agent cards with a status, a funnel with prospects in it, handoff counts, links into the
-Temporal Web UI, and a live event arriving. It leaves a screenshot in tests/artifacts/.
+Temporal Web UI, and a live event arriving; and the cockpit: a prospect's journey, the
+operator's actions, none for a viewer. It leaves screenshots in tests/artifacts/.
 
 Without Chromium (``.ci/run`` installs it as root) the test is skipped, unless
 ``ORCH_REQUIRE_BROWSER=1`` makes that a failure.
@@ -10,23 +11,26 @@ Without Chromium (``.ci/run`` installs it as root) the test is skipped, unless
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from api.auth import hash_key
 from tests.helpers.api import free_port
 
 try:
-    from playwright.async_api import Locator, Page, async_playwright, expect
+    from playwright.async_api import Dialog, Locator, Page, async_playwright, expect
 except ImportError:  # reported by browser_or_skip
     async_playwright = None  # type: ignore[assignment]
 
@@ -88,14 +92,32 @@ async def poll(check: Callable[[], Awaitable[T]], what: str, within: float = 60.
         await asyncio.sleep(0.5)
 
 
-@pytest.fixture
-async def simulated_stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """``orchestrator dev --simulate`` on free ports, stopped with Ctrl-C (its process group
-    killed if it does not stop). Skips first when there is no browser to look at it."""
+VIEWER = "browser-viewer-key"
+"""A viewer key the stack accepts besides the operator key ``dev`` makes."""
+
+
+@pytest.fixture(scope="module")
+async def simulated_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """``orchestrator dev --simulate`` on free ports, shared by this module's tests (its start
+    and stop are most of their time), stopped with Ctrl-C (its process group killed if it
+    does not stop). The researcher fails often, with one attempt per handoff, so there are
+    failed handoffs and a failing agent to act on. Skips first when there is no browser."""
     browser_or_skip()
+    viewer = [{"name": "browser-viewer", "role": "viewer", "sha256": hash_key(VIEWER)}]
+    env = {"ORCH_API_KEYS": json.dumps(viewer), "ORCH_HANDOFFS__AGENT_MAX_ATTEMPTS": "1"}
+    tmp_path = tmp_path_factory.mktemp("stack")
+    async with dev_stack(tmp_path, "--fail", "researcher", env=env) as stack:
+        yield stack
+
+
+@asynccontextmanager
+async def dev_stack(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[Stack]:
+    """The dev stack with these extra arguments and ``ORCH_*`` settings (no others)."""
     ports = {name: free_port() for name in ("temporal", "ui", "api")}
     state_dir = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
     output = tmp_path / "dev.log"
     process = subprocess.Popen(
         [
@@ -112,8 +134,9 @@ async def simulated_stack(tmp_path: Path) -> AsyncIterator[Stack]:
             str(ports["ui"]),
             "--api-port",
             str(ports["api"]),
+            *args,
         ],
-        env=env,
+        env={**clean, **(env or {})},
         cwd=tmp_path,
         stdout=output.open("wb"),
         stderr=subprocess.STDOUT,
@@ -242,3 +265,123 @@ async def check_page(page: Page, stack: Stack) -> None:
 
 async def _data(locator: Locator, name: str) -> list[str]:
     return await locator.evaluate_all(f"els => els.map(e => e.dataset.{name})")
+
+
+# --- the cockpit (api/static/cockpit.js) ---------------------------------------------------
+
+ARTIFACTS = Path(__file__).parents[1] / "artifacts"
+SLOW = 30_000
+"""ms: what waits on the stack (a refresh, a cycle) may take at most."""
+
+
+async def first_failed(stack: Stack) -> dict[str, Any] | None:
+    async with httpx.AsyncClient(timeout=5, headers={"X-API-Key": stack.key}) as http:
+        body = (await http.get(f"{stack.api}/api/v1/handoffs?status=failed&limit=1")).json()
+        if not body["items"]:
+            return None
+        failed = body["items"][0]
+        journey = (await http.get(f"{stack.api}/api/v1/prospects/{failed['prospect_id']}")).json()
+    return {**failed, "domain": journey["prospect"]["domain"]}
+
+
+async def monitor_now(stack: Stack) -> None:
+    async with httpx.AsyncClient(timeout=5, headers={"X-API-Key": stack.key}) as http:
+        started = await http.post(f"{stack.api}/api/v1/orchestrator/run?mode=monitor")
+    assert started.status_code == 202, started.text
+
+
+def accept_dialogs(page: Page) -> None:
+    """Confirm every question; answer a prompt (the pause reason) with a sentence."""
+
+    async def on(dialog: Dialog) -> None:
+        await dialog.accept("paused by the browser test")
+
+    page.on("dialog", on)
+
+
+async def test_cockpit_finds_a_journey_and_acts_only_for_an_operator(
+    simulated_stack: Stack,
+) -> None:
+    """Find a prospect and see its journey; with the operator key retry its failed handoff,
+    pause and resume an agent, run a cycle, acknowledge the alert a monitor cycle opened for
+    the failing researcher; with a viewer key no action is offered. Leaves screenshots in
+    tests/artifacts/."""
+    stack = simulated_stack
+    async with async_playwright() as pw:
+        failed = await poll(lambda: first_failed(stack), "no handoff failed", within=60)
+        await monitor_now(stack)  # finds the failing researcher while the page is used
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1440, "height": 1400})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            accept_dialogs(page)
+            await page.goto(f"{stack.dashboard_url()}&prospect={failed['prospect_id']}")
+            await operate(page, failed)
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "cockpit-operator.png"), full_page=True)
+
+            looker = await browser.new_page(viewport={"width": 1440, "height": 1000})
+            looker.on("pageerror", lambda exc: errors.append(str(exc)))
+            await looker.goto(f"{stack.api}/dashboard#key={VIEWER}")
+            await look(looker, stack)
+            await looker.screenshot(path=str(ARTIFACTS / "cockpit-viewer.png"), full_page=True)
+            assert errors == []
+        finally:
+            await browser.close()
+
+
+async def operate(page: Page, failed: dict[str, Any]) -> None:
+    pid = failed["prospect_id"]
+    # the link's prospect: its journey, its failed handoff offering a retry
+    journey = page.get_by_test_id("journey")
+    await expect(journey.locator("h3")).to_contain_text(f"#{pid}", timeout=SLOW)
+    entry = journey.locator(f'li[data-kind="handoff"][data-handoff-id="{failed["id"]}"]')
+    await expect(entry).to_have_attribute("data-status", "failed")
+    await expect(journey.locator('li[data-kind="state_entered"]').first).to_be_visible()
+    await entry.locator('[data-action="retry"]').click()
+    answer = page.get_by_test_id("action-answer")
+    await expect(answer).to_contain_text("Retry: restarted", timeout=SLOW)
+    await expect(answer).to_have_class(re.compile(r"\bgood\b"))
+
+    # the search box: by domain text, then by id
+    await page.locator("#prospect-q").fill(failed["domain"])
+    await page.get_by_role("button", name="Find").click()
+    found = page.locator(f'#prospect-results li[data-prospect-id="{pid}"]')
+    await expect(found).to_be_visible(timeout=SLOW)
+    await found.locator("a").click()
+    await expect(journey.locator("h3")).to_contain_text(f"#{pid}")
+
+    # pause an agent and see its card change; resume it
+    card = page.locator('[data-agent="hygiene"]')
+    await card.locator('[data-action="pause"]').click()
+    await expect(card.locator(".flag.paused")).to_be_visible(timeout=SLOW)
+    await expect(answer).to_contain_text("Pause: hygiene: paused")
+    await card.locator('[data-action="resume"]').click()
+    await expect(card.locator(".flag.paused")).to_have_count(0, timeout=SLOW)
+
+    # run a cycle from the page; acknowledge the alert of the monitor the test started
+    await page.locator("#cycle-mode").select_option("validate")
+    await page.locator('[data-action="run-cycle"]').click()
+    await expect(answer).to_contain_text("Run cycle: started cycle-validate", timeout=SLOW)
+    alert = page.locator("#alerts li[data-alert-id]").first
+    await expect(alert).to_be_visible(timeout=SLOW)
+    alert_id = await alert.get_attribute("data-alert-id")
+    await alert.locator('[data-action="acknowledge"]').click()
+    await expect(answer).to_contain_text("Acknowledge: now acknowledged", timeout=SLOW)
+    await expect(page.locator(f'#alerts li[data-alert-id="{alert_id}"]')).to_have_count(
+        0, timeout=SLOW
+    )
+
+
+async def look(page: Page, stack: Stack) -> None:
+    """A viewer sees everything and is offered nothing; the API refuses it anyway."""
+    await expect(page.locator("[data-agent]")).to_have_count(4, timeout=SLOW)
+    await expect(page.get_by_test_id("role")).to_have_text("browser-viewer (viewer)")
+    await expect(page.locator("#alerts li").first).to_be_visible()
+    await expect(page.locator("#violations li").first).to_be_visible()
+    assert await page.locator("[data-action]").count() == 0
+    assert await page.locator("#cycle-actions").is_hidden()
+    async with httpx.AsyncClient(timeout=5, headers={"X-API-Key": VIEWER}) as http:
+        refused = await http.post(f"{stack.api}/api/v1/agents/hygiene/pause", json={"reason": "x"})
+    assert refused.status_code == 403

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import AgentRun, Contact, Handoff, Prospect, RecordLock
+from pipeline.handoffs import handoff_id, handoff_workflow_id
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -108,19 +109,43 @@ async def count(sessionmaker: async_sessionmaker[AsyncSession], model: Any, *whe
         return await session.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
-def finished_handoff(
-    pid: int, state: str, entered: datetime, *, status: str = "completed"
+FINISHED = ("completed", "failed", "cancelled", "superseded")
+
+
+def ledger_entry(
+    pid: int,
+    state: str,
+    *,
+    status: str,
+    agent: str = "hygiene",
+    ago: timedelta = timedelta(0),
+    at: datetime | None = None,
+    entered: datetime | None = None,
 ) -> Handoff:
-    """The ledger row of ``pid``'s entry into ``state``, written when it entered and
-    finished a minute later (``status="running"``: still open)."""
+    """A ledger row of prospect ``pid``'s entry into ``state``, last changed at ``at``
+    (default ``ago`` before now); finished then unless its status is an open one."""
+    at = at or datetime.now(UTC) - ago
+    entered = entered or at - timedelta(seconds=1)
     return Handoff(
-        id=f"{pid}:{state}:{int(entered.timestamp() * 1e6)}",
+        id=handoff_id(pid, state, entered),
         prospect_id=pid,
         from_state=state,
         state_entered_at=entered,
-        to_agent="hygiene",
+        to_agent=agent,
         status=status,
-        created_at=entered,
-        updated_at=entered,
-        finished_at=None if status == "running" else entered + timedelta(minutes=1),
+        attempt=1,
+        workflow_id=handoff_workflow_id(pid),
+        created_at=at,
+        updated_at=at,
+        finished_at=at if status in FINISHED else None,
+    )
+
+
+def finished_handoff(
+    pid: int, state: str, entered: datetime, *, status: str = "completed"
+) -> Handoff:
+    """The ledger row of ``pid``'s entry into ``state``, finished a minute after it entered
+    (``status="running"``: still open)."""
+    return ledger_entry(
+        pid, state, status=status, entered=entered, at=entered + timedelta(minutes=1)
     )

@@ -81,7 +81,7 @@ async def test_doctor_passes_every_check_on_a_running_stack(
         "database", "roles", "temporal", "search attributes", "schedules", "feed", "worker"
     ]  # fmt: skip
     assert names[7:] == [f"agent {name}" for name in doctor_settings.agents]
-    assert "6 in place" in by_name(checks)["schedules"].detail
+    assert "7 in place" in by_name(checks)["schedules"].detail  # housekeeping is the 7th
 
 
 async def test_doctor_fails_each_part_that_is_not_running(
