@@ -74,10 +74,7 @@ def build_activities(
     alerts = settings.alerts
     upkeep = UpkeepActivities(
         sessionmaker,
-        UpkeepRules(
-            watchdog_after=alerts.watchdog_after.total_seconds(),
-            stalled_threshold=alerts.stalled_handoffs_threshold,
-        ),
+        UpkeepRules(watchdog_after=alerts.watchdog_after.total_seconds()),
         policy,
         SinkConfig(
             webhook_url=alerts.webhook_url,
@@ -125,6 +122,7 @@ def notify_policy(settings: Settings) -> NotifyPolicy:
         sinks=settings.alerts.sinks,
         repeat_after=settings.alerts.repeat_after,
         web_ui_url=settings.temporal.web_ui_url,
+        dashboard_url=settings.api_public_url,
     )
 
 

@@ -11,9 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.notify import Delivery, SinkConfig, deliver_pending
-from db.commands.alerts import (
-    NotifyPolicy,
-)
+from db.commands.alerts import NotifyPolicy, rejudge_held
 from db.commands.upkeep import UpkeepRules, beat, note_caught_by_sweep, watch, watch_stalls
 
 
@@ -49,7 +47,8 @@ class UpkeepActivities:
             for mode in input.completed:
                 await beat(session, mode, input.as_of)
             watchdog = await watch(session, input.as_of, self._rules, self._policy)
-            stalled = await watch_stalls(session, input.as_of, self._rules, self._policy)
+            stalled = await watch_stalls(session, input.as_of, self._policy)
+            await rejudge_held(session, input.as_of, self._policy)
             if input.caught_by_sweep:
                 await note_caught_by_sweep(session, input.caught_by_sweep, input.as_of)
             await session.commit()

@@ -195,6 +195,7 @@ class Alert(Base):
             postgresql_where=UNRESOLVED,
         ),
         Index("ix_alerts_status_agent", "status", "agent_name"),
+        Index("ix_alerts_held_by", "held_by"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -214,6 +215,8 @@ class Alert(Base):
     notified_at: Mapped[datetime | None]
     """When people were last told (opened, worse, repeat); drives the repeat interval."""
     notified_severity: Mapped[str | None] = mapped_column(String(16))
+    held_by: Mapped[str | None] = mapped_column(String(255))
+    """What inhibits it (pipeline/inhibition.py): it is not notified while this holds."""
 
 
 class Notification(Base):

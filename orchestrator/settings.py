@@ -82,7 +82,6 @@ class AlertSettings(BaseModel):
     """Signs the generic webhook's JSON body (HMAC-SHA256, X-Orchestrator-Signature)."""
     slack_webhook_url: SecretStr | None = None
     """A Slack-compatible incoming webhook (its URL is the secret)."""
-    stalled_handoffs_threshold: int = Field(10, ge=0)
     watchdog_after: timedelta = timedelta(minutes=30)
     """No monitor cycle completed for this long (twice its interval) is itself an alert."""
     max_attempts: int = Field(50, ge=1)
@@ -291,7 +290,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_public_url: str = "http://127.0.0.1:8000"
-    """Where agents reach the API (HTTP agents' completion callbacks)."""
+    """Where agents reach the API (HTTP agents' completion callbacks), and the base of the
+    dashboard links notifications carry."""
     log_level: str = "INFO"
     worker: WorkerSettings = WorkerSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
