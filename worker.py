@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 import httpx
 from pydantic import SecretStr
@@ -33,6 +34,7 @@ from db.commands.reports import ReportConfig
 from db.commands.upkeep import UpkeepRules
 from orchestrator.allocator import trim_memory_every
 from orchestrator.settings import Settings
+from orchestrator.task_queues import TaskQueuePresence
 from orchestrator.tracing import instrument_http
 from workflows.cycle import CycleWorkflow
 from workflows.feed import FeedWorkflow
@@ -53,6 +55,7 @@ def build_activities(
     client: Client,
 ) -> list[object]:
     policy = notify_policy(settings)
+    presence = task_queue_presence(client, settings)
     health = HealthActivities(sessionmaker, settings.agents, settings.health)
     findings = FindingsActivities(sessionmaker, policy, settings.breaker.enabled)
     sweep = settings.handoffs
@@ -66,9 +69,17 @@ def build_activities(
         saturated_wait=sweep.saturated_wait,
         breaker_cooldown=settings.breaker.cooldown,
         feed_overlap=settings.feed.overlap if settings.feed.enabled else None,
+        presence=presence,
+        notify=policy,
     )
     feed = FeedActivities(sessionmaker, handoffs, feed_rules(settings))
-    http_agents = HttpAgentActivities(settings.agent_endpoints, http, settings.api_public_url)
+    http_agents = HttpAgentActivities(
+        settings.agent_endpoints,
+        http,
+        settings.api_public_url,
+        sessionmaker,
+        answer_every=timedelta(seconds=settings.presence.cache_seconds),
+    )
     reports = ReportActivities(sessionmaker, report_config(settings))
     validation = ValidationActivities(sessionmaker, settings.validation.rules(), policy)
     alerts = settings.alerts
@@ -83,6 +94,7 @@ def build_activities(
             max_attempts=alerts.max_attempts,
         ),
         http,
+        presence,
     )
     conflicts = ConflictActivities(
         sessionmaker, client, settings.conflicts, policy=sweep.policy(settings.agent_endpoints)
@@ -114,6 +126,15 @@ def feed_rules(settings: Settings) -> FeedRules:
         quiet_return=feed.quiet_return,
         deferred_recheck=feed.deferred_recheck,
         chain_cooldown=feed.chain_cooldown,
+    )
+
+
+def task_queue_presence(client: Client, settings: Settings) -> TaskQueuePresence:
+    """This process's cache of who polls the agents' task queues."""
+    return TaskQueuePresence(
+        client,
+        cache_seconds=settings.presence.cache_seconds,
+        poller_fresh=settings.presence.poller_fresh,
     )
 
 

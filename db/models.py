@@ -180,6 +180,8 @@ class Handoff(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    no_worker: Mapped[bool | None]
+    """Begun while no worker polled its agent's task queue (``orchestrator.task_queues``)."""
 
 
 class Alert(Base):
@@ -363,3 +365,13 @@ class AgentRunRollupMark(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     max_run_id: Mapped[int] = mapped_column(BigInteger)
     recorded_at: Mapped[datetime]
+
+
+class AgentEndpointAnswer(Base):
+    """When an HTTP agent's endpoint last answered (any status): its presence."""
+
+    __tablename__ = "agent_endpoint_answers"
+
+    agent_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    answered_at: Mapped[datetime]
+    status_code: Mapped[int]

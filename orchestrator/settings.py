@@ -197,6 +197,19 @@ class FeedSettings(BaseModel):
     """How often each worker makes sure the feed is running (one call to Temporal)."""
 
 
+class PresenceSettings(BaseModel):
+    """Whether agents are there (orchestrator/task_queues.py, pipeline/presence.py)."""
+
+    cache_seconds: float = Field(5.0, ge=0, le=300)
+    """How long one DescribeTaskQueue answer is reused per process: the begin step of
+    every handoff and the API read presence from this cache."""
+    poller_fresh: timedelta = Field(timedelta(seconds=75), gt=timedelta(0))
+    """A poll of the agent's queue at most this old means a worker serves it (an idle
+    worker polls again about once a minute)."""
+    http_answer_max_age: timedelta = Field(timedelta(minutes=15), gt=timedelta(0))
+    """An HTTP agent whose endpoint answered within this long is shown present."""
+
+
 class WorkerSettings(BaseModel):
     """Capacity of one worker process."""
 
@@ -284,6 +297,7 @@ class Settings(BaseSettings):
     conflicts: ConflictSettings = ConflictSettings()
     alerts: AlertSettings = AlertSettings()
     breaker: BreakerSettings = BreakerSettings()
+    presence: PresenceSettings = PresenceSettings()
     agent_endpoints: dict[str, AgentEndpoint] = {}
     api_keys: list[ApiKey] = []
     """JSON list of {name, role, sha256}; the keys themselves are never stored."""
