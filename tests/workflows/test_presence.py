@@ -14,15 +14,14 @@ from contextlib import AsyncExitStack
 import pytest
 from sqlalchemy import select
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from cli.devserver import find_binary
 from db.models import Alert
 from orchestrator.settings import PresenceSettings, Settings
 from orchestrator.task_queues import TaskQueuePresence
 from tests.helpers.agents import FakeAgent
 from tests.helpers.api import api_client
+from tests.helpers.devserver import start_dev_server
 from tests.helpers.factories import add, prospect
 from tests.helpers.handoffs import (
     ledger,
@@ -34,7 +33,6 @@ from tests.helpers.handoffs import (
     wait_until,
 )
 from worker import build_worker
-from workflows.search_attributes import ALL
 
 WITHIN = 30.0
 """Seconds any one wait here may take before the test fails."""
@@ -42,12 +40,7 @@ WITHIN = 30.0
 
 @pytest.fixture
 async def lonely_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(find_binary("temporal")),
-        data_converter=pydantic_data_converter,
-        search_attributes=ALL,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     yield env
     await env.shutdown()
 
