@@ -14,8 +14,10 @@ from db.commands.alerts import NotifyPolicy, rejudge_held
 from db.commands.findings import RecordHealthInput, record_health_findings
 from db.commands.upkeep import watch_stalls
 from db.models import AgentControl, Alert, Handoff, Notification
+from orchestrator.settings import Settings
 from pipeline.handoffs import HandoffStatus, handoff_id
 from pipeline.health import AgentHealth, HealthStatus
+from tests.helpers.api import VIEWER_KEY, api_client
 from tests.helpers.factories import NOW, add
 
 POLICY = NotifyPolicy(sinks=["webhook"], dashboard_url="http://orch.example")
@@ -146,7 +148,7 @@ async def test_a_failing_agent_with_20_stalled_handoffs_sends_one_notification_n
 
 
 async def test_a_paused_agent_holds_its_stalls_and_resume_lets_them_go(
-    sessionmaker, agent_sessionmaker
+    sessionmaker, agent_sessionmaker, settings: Settings
 ) -> None:
     await add(agent_sessionmaker, *[stalled(pid) for pid in (1, 2)])
     await add(
@@ -156,6 +158,9 @@ async def test_a_paused_agent_holds_its_stalls_and_resume_lets_them_go(
     await upkeep(sessionmaker, NOW)
     assert await sent(sessionmaker) == []
     assert await held_by(sessionmaker) == {"paused:hygiene": 2}
+    async with api_client(settings, key=VIEWER_KEY) as api:  # the API says what holds them
+        shown = (await api.get("/api/v1/alerts", params={"status": "open"})).json()
+    assert [a["held_by"] for a in shown] == ["paused:hygiene"] * 2
     async with sessionmaker() as session:
         control = await session.get(AgentControl, "hygiene")
         assert control is not None
