@@ -194,7 +194,7 @@ class HandoffActivities:
         if self._presence is None or self._policy.transport(agent) != "temporal":
             return None
         queue = agent_task_queue(agent)
-        pollers = await self._presence.pollers(queue)
+        pollers = await self._presence.pollers(queue, stale_ok=True)
         return no_worker_detail(queue) if pollers.served is False else None
 
     async def _flag(self, agent: str) -> None:

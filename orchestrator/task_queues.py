@@ -52,6 +52,7 @@ class TaskQueuePresence:
         self._ttl, self._fresh, self._clock = cache_seconds, poller_fresh, clock
         self._cache: dict[str, tuple[float, QueuePollers]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._refreshing: dict[str, asyncio.Task[QueuePollers]] = {}
         self.lookups = 0
         """DescribeTaskQueue calls made (the cache's misses)."""
 
@@ -59,18 +60,34 @@ class TaskQueuePresence:
     def cache_seconds(self) -> float:
         return self._ttl
 
-    async def pollers(self, queue: str) -> QueuePollers:
+    async def pollers(self, queue: str, *, stale_ok: bool = False) -> QueuePollers:
         """Who polls ``queue``, at most ``cache_seconds`` old; concurrent callers of one
-        queue share one lookup."""
+        queue share one lookup. With ``stale_ok`` (the handoff's begin step, which must not
+        wait on Temporal) an older answer is returned at once and refreshed in the
+        background; only a queue never looked at is waited for."""
         cached = self._cached(queue)
         if cached is not None:
             return cached
+        stale = self._cache.get(queue)
+        if stale_ok and stale is not None:
+            self._refresh_soon(queue)
+            return stale[1]
+        return await self._refresh(queue)
+
+    async def _refresh(self, queue: str) -> QueuePollers:
         async with self._locks.setdefault(queue, asyncio.Lock()):
             cached = self._cached(queue)
             if cached is None:
                 cached = await self._describe(queue)
                 self._cache[queue] = (self._clock() + self._ttl, cached)
             return cached
+
+    def _refresh_soon(self, queue: str) -> None:
+        if queue in self._refreshing:
+            return
+        task = asyncio.get_running_loop().create_task(self._refresh(queue))
+        self._refreshing[queue] = task
+        task.add_done_callback(lambda _: self._refreshing.pop(queue, None))
 
     def _cached(self, queue: str) -> QueuePollers | None:
         entry = self._cache.get(queue)

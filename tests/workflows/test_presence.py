@@ -129,3 +129,20 @@ async def _flagged(client: Client, pid: int) -> bool:
 
 async def _present(client: Client, queue: str) -> bool:
     return bool((await TaskQueuePresence(client, cache_seconds=0).pollers(queue)).served)
+
+
+async def test_presence_is_one_lookup_per_queue_and_period_however_many_ask(
+    client: Client,
+) -> None:
+    now = [0.0]
+    presence = TaskQueuePresence(client, cache_seconds=5, clock=lambda: now[0])
+    queue = "agent-nobody-serves-this"
+    asks = [presence.pollers(queue) for _ in range(50)]
+    answers = await asyncio.wait_for(asyncio.gather(*asks), WITHIN)
+    assert {a.served for a in answers} == {False} and presence.lookups == 1
+
+    now[0] = 10.0  # stale: the begin step gets the old answer at once, refreshed behind it
+    stale = await presence.pollers(queue, stale_ok=True)
+    assert stale.served is False
+    await wait_until(lambda: presence.lookups == 2, within=WITHIN)
+    assert (await presence.pollers(queue)).served is False and presence.lookups == 2
