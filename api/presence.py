@@ -17,6 +17,10 @@ from orchestrator.settings import Settings
 from orchestrator.task_queues import TaskQueuePresence
 from pipeline.contract import agent_task_queue
 from pipeline.presence import AgentPresence, http_presence, no_worker_detail
+from pipeline.triggers import HANDOFF_TRIGGERS
+
+HANDED_TO = frozenset(t.next_agent for t in HANDOFF_TRIGGERS.values())
+"""Agents that receive handoffs: only they have a queue (or an endpoint) to be served on."""
 
 CONNECT_WITHIN = 3.0
 """Seconds the first read waits for Temporal: presence is never worth a slow health page."""
@@ -51,12 +55,16 @@ async def agents_presence(
     queues = None
     out: dict[str, AgentPresence] = {}
     for agent in settings.agents:
-        if transports.get(agent, "temporal") == "http":
+        if agent not in HANDED_TO:  # the prospector runs on its own cadence
+            out[agent] = AgentPresence(
+                agent=agent, transport="temporal", present=None, detail="receives no handoffs"
+            )
+        elif transports.get(agent, "temporal") == "http":
             max_age = settings.presence.http_answer_max_age
             out[agent] = http_presence(agent, answers.get(agent), now, max_age)
-            continue
-        queues = queues or await _cache(request, gateway, settings)
-        out[agent] = await _queue_presence(queues, agent)
+        else:
+            queues = queues or await _cache(request, gateway, settings)
+            out[agent] = await _queue_presence(queues, agent)
     return out
 
 

@@ -37,6 +37,14 @@ async def test_http_agent_presence_follows_its_endpoints_answers(
         assert never["researcher"]["detail"] == "its endpoint never answered"
         assert never["hygiene"]["transport"] == "temporal"
         assert never["hygiene"]["present"] is None and "not reachable" in never["hygiene"]["detail"]
+        assert never["prospector"] == {
+            "agent": "prospector",
+            "transport": "temporal",
+            "present": None,
+            "pollers": None,
+            "last_seen": None,
+            "detail": "receives no handoffs",
+        }
 
         await answered(sessionmaker, now - timedelta(hours=1))
         await answered(sessionmaker, now - timedelta(minutes=1))  # the newer answer wins
