@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 import httpx
 from pydantic import SecretStr
@@ -34,6 +35,7 @@ from db.commands.reports import ReportConfig
 from db.commands.upkeep import UpkeepRules
 from orchestrator.allocator import trim_memory_every
 from orchestrator.settings import Settings
+from orchestrator.task_queues import TaskQueuePresence
 from orchestrator.tracing import instrument_http
 from workflows.cycle import CycleWorkflow
 from workflows.feed import FeedWorkflow
@@ -54,6 +56,7 @@ def build_activities(
     client: Client,
 ) -> list[object]:
     policy = notify_policy(settings)
+    presence = task_queue_presence(client, settings)
     health = HealthActivities(sessionmaker, settings.agents, settings.health)
     findings = FindingsActivities(sessionmaker, policy, settings.breaker.enabled)
     sweep = settings.handoffs
@@ -67,18 +70,23 @@ def build_activities(
         saturated_wait=sweep.saturated_wait,
         breaker_cooldown=settings.breaker.cooldown,
         feed_overlap=settings.feed.overlap if settings.feed.enabled else None,
+        presence=presence,
+        notify=policy,
     )
     feed = FeedActivities(sessionmaker, handoffs, feed_rules(settings))
-    http_agents = HttpAgentActivities(settings.agent_endpoints, http, settings.api_public_url)
+    http_agents = HttpAgentActivities(
+        settings.agent_endpoints,
+        http,
+        settings.api_public_url,
+        sessionmaker,
+        answer_every=timedelta(seconds=settings.presence.cache_seconds),
+    )
     reports = ReportActivities(sessionmaker, report_config(settings))
     validation = ValidationActivities(sessionmaker, settings.validation.rules(), policy)
     alerts = settings.alerts
     upkeep = UpkeepActivities(
         sessionmaker,
-        UpkeepRules(
-            watchdog_after=alerts.watchdog_after.total_seconds(),
-            stalled_threshold=alerts.stalled_handoffs_threshold,
-        ),
+        UpkeepRules(watchdog_after=alerts.watchdog_after.total_seconds()),
         policy,
         SinkConfig(
             webhook_url=alerts.webhook_url,
@@ -87,6 +95,7 @@ def build_activities(
             max_attempts=alerts.max_attempts,
         ),
         http,
+        presence,
     )
     conflicts = ConflictActivities(
         sessionmaker, client, settings.conflicts, policy=sweep.policy(settings.agent_endpoints)
@@ -123,11 +132,21 @@ def feed_rules(settings: Settings) -> FeedRules:
     )
 
 
+def task_queue_presence(client: Client, settings: Settings) -> TaskQueuePresence:
+    """This process's cache of who polls the agents' task queues."""
+    return TaskQueuePresence(
+        client,
+        cache_seconds=settings.presence.cache_seconds,
+        poller_fresh=settings.presence.poller_fresh,
+    )
+
+
 def notify_policy(settings: Settings) -> NotifyPolicy:
     return NotifyPolicy(
         sinks=settings.alerts.sinks,
         repeat_after=settings.alerts.repeat_after,
         web_ui_url=settings.temporal.web_ui_url,
+        dashboard_url=settings.api_public_url,
     )
 
 

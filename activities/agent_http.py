@@ -8,12 +8,15 @@ network errors are retried by the activity's retry policy.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from db.commands.presence import record_answer
 from orchestrator.logs import log_context
 from orchestrator.settings import AgentEndpoint
 from orchestrator.signing import SIGNATURE_HEADER, sign
@@ -30,11 +33,19 @@ class HttpTriggerResult(BaseModel):
 
 class HttpAgentActivities:
     def __init__(
-        self, endpoints: Mapping[str, AgentEndpoint], http: httpx.AsyncClient, callback_base: str
+        self,
+        endpoints: Mapping[str, AgentEndpoint],
+        http: httpx.AsyncClient,
+        callback_base: str,
+        sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+        answer_every: timedelta = timedelta(seconds=5),
     ) -> None:
         self._endpoints = dict(endpoints)
         self._http = http
         self._callback_base = callback_base.rstrip("/")
+        self._sessionmaker, self._answer_every = sessionmaker, answer_every
+        self._answered: dict[str, datetime] = {}
+        """When this process last recorded each agent's answer (one write per period)."""
 
     @activity.defn(name="trigger_http_agent")
     async def trigger_http_agent(self, task: AgentTask) -> HttpTriggerResult:
@@ -57,7 +68,23 @@ class HttpAgentActivities:
             headers[SIGNATURE_HEADER] = sign(body, endpoint.secret.get_secret_value())
         response = await self._http.post(endpoint.url, content=body, headers=headers)
         activity.logger.info("agent answered HTTP %d", response.status_code)
+        await self._record_answer(task.agent, response.status_code)
         return _interpret(task, response)
+
+    async def _record_answer(self, agent: str, status_code: int) -> None:
+        """The endpoint is there (whatever it said): its presence, at most one write per
+        ``answer_every`` from this process. Best effort: the answer matters more."""
+        now = datetime.now(UTC)
+        last = self._answered.get(agent)
+        if self._sessionmaker is None or (last is not None and now - last < self._answer_every):
+            return
+        self._answered[agent] = now
+        try:
+            async with self._sessionmaker() as session:
+                await record_answer(session, agent, status_code, now)
+                await session.commit()
+        except Exception:  # any database failure: presence is shown a little stale
+            activity.logger.warning("could not record %s's answer", agent, exc_info=True)
 
 
 def _interpret(task: AgentTask, response: httpx.Response) -> HttpTriggerResult:

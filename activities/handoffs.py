@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.metrics import count_outcome, record_trigger_latency
+from db.commands.alerts import NotifyPolicy
 from db.commands.controls import deferrals
 from db.commands.handoffs import (
     BeginInput,
@@ -23,6 +24,7 @@ from db.commands.handoffs import (
     finish_handoff,
     set_status,
 )
+from db.commands.presence import flag_no_worker
 from db.queries.handoffs import (
     PendingWindow,
     count_in_flight,
@@ -30,11 +32,14 @@ from db.queries.handoffs import (
     still_unbegun,
 )
 from orchestrator.logs import log_context
+from orchestrator.task_queues import TaskQueuePresence
+from pipeline.contract import agent_task_queue
 from pipeline.handoffs import (
     HandoffPolicy,
     PendingHandoff,
     StartedPage,
 )
+from pipeline.presence import no_worker_detail
 
 
 class FindPendingInput(BaseModel):
@@ -88,6 +93,8 @@ class HandoffActivities:
         saturated_wait: timedelta = timedelta(seconds=5),
         breaker_cooldown: timedelta = timedelta(minutes=10),
         feed_overlap: timedelta | None = None,
+        presence: TaskQueuePresence | None = None,
+        notify: NotifyPolicy | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._policy = policy
@@ -95,6 +102,9 @@ class HandoffActivities:
         self._max_in_flight, self._saturated_wait = max_in_flight, saturated_wait
         self._cooldown = breaker_cooldown
         self._feed_overlap = feed_overlap
+        self._presence, self._notify = presence, notify or NotifyPolicy()
+        self._flagged: dict[str, datetime] = {}
+        """When this process last raised each agent's ``agent_no_worker`` alert."""
 
     @property
     def policy(self) -> HandoffPolicy:
@@ -167,12 +177,39 @@ class HandoffActivities:
     async def begin_handoff(self, input: BeginInput) -> BeginResult:
         pending = input.pending
         with log_context(prospect_id=pending.prospect_id, agent=pending.to_agent):
+            no_worker = await self._no_worker(pending.to_agent)
             async with self._sessionmaker() as session:
-                begun = await begin_handoff(session, input)
+                begun = await begin_handoff(session, input, no_worker)
             _log_begun(pending, begun)
             if begun.leased_at is not None:
                 record_trigger_latency(pending, begun.leased_at)
+            if begun.no_worker:
+                await self._flag(pending.to_agent)
             return begun
+
+    async def _no_worker(self, agent: str) -> str | None:
+        """Why nobody will take this handoff (no worker polls the agent's queue), from the
+        per-process cache; ``None`` when one does, for HTTP agents, or when it cannot be
+        told."""
+        if self._presence is None or self._policy.transport(agent) != "temporal":
+            return None
+        queue = agent_task_queue(agent)
+        pollers = await self._presence.pollers(queue, stale_ok=True)
+        return no_worker_detail(queue) if pollers.served is False else None
+
+    async def _flag(self, agent: str) -> None:
+        """The agent's one ``agent_no_worker`` alert, raised at most once per cache period
+        by this process (a backlog to an absent agent is one alert, not a write each)."""
+        now = datetime.now(UTC)
+        ttl = timedelta(seconds=self._presence.cache_seconds if self._presence else 0)
+        last = self._flagged.get(agent)
+        if last is not None and now - last < ttl:
+            return
+        self._flagged[agent] = now
+        queue = agent_task_queue(agent)
+        activity.logger.warning("handoffs to %s wait: %s", agent, no_worker_detail(queue))
+        async with self._sessionmaker() as session:
+            await flag_no_worker(session, agent, queue, now, self._notify)
 
     @activity.defn(name="mark_handoff")
     async def mark_handoff(self, input: MarkInput) -> None:

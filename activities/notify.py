@@ -54,6 +54,10 @@ def slack_text(payload: dict[str, Any]) -> str:
         parts.append(f"error rate {rate:.0%}")
     parts.append(f"seen {payload['count']}x since {payload['first_seen']}")
     text = " — ".join(parts)
+    if payload.get("held"):
+        text += f" — {payload['held']} alerts it causes held back"
+    if payload.get("dashboard_url"):
+        text += f"\n<{payload['dashboard_url']}|Dashboard>"
     if payload.get("web_ui_url"):
         text += f"\n<{payload['web_ui_url']}|Temporal Web UI>"
     return text if payload["event"] != "resolved" else f"{EMOJI['resolved']} *{who}* resolved"

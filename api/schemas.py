@@ -10,6 +10,7 @@ from fastapi import HTTPException
 from pydantic import BaseModel, BeforeValidator
 
 from pipeline.health import AgentHealth, HealthStatus
+from pipeline.presence import AgentPresence
 from workflows.types import CycleSummary
 
 MAX_ID = 2**63 - 1
@@ -37,6 +38,8 @@ class HealthResponse(BaseModel):
     """The worst status of any agent; unknown only when no agent has ever run."""
     checked_at: datetime
     agents: list[AgentHealth]
+    presence: list[AgentPresence] = []
+    """Per agent: whether a worker polls its task queue, or its endpoint answered lately."""
 
 
 class RunResponse(BaseModel):

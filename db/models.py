@@ -182,6 +182,8 @@ class Handoff(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    no_worker: Mapped[bool | None]
+    """Begun while no worker polled its agent's task queue (``orchestrator.task_queues``)."""
 
 
 class Alert(Base):
@@ -199,6 +201,7 @@ class Alert(Base):
         Index("ix_alerts_status_agent", "status", "agent_name"),
         # retention: resolved alerts oldest first
         Index("ix_alerts_resolved_at", "resolved_at"),
+        Index("ix_alerts_held_by", "held_by"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -218,6 +221,8 @@ class Alert(Base):
     notified_at: Mapped[datetime | None]
     """When people were last told (opened, worse, repeat); drives the repeat interval."""
     notified_severity: Mapped[str | None] = mapped_column(String(16))
+    held_by: Mapped[str | None] = mapped_column(String(255))
+    """What inhibits it (pipeline/inhibition.py): it is not notified while this holds."""
 
 
 class Notification(Base):
@@ -385,3 +390,13 @@ class RetentionMark(Base):
     pruned_through: Mapped[int] = mapped_column(BigInteger)
     """The highest id deleted so far; rows at or below it may be missing."""
     updated_at: Mapped[datetime]
+
+
+class AgentEndpointAnswer(Base):
+    """When an HTTP agent's endpoint last answered (any status): its presence."""
+
+    __tablename__ = "agent_endpoint_answers"
+
+    agent_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    answered_at: Mapped[datetime]
+    status_code: Mapped[int]

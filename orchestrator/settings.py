@@ -82,7 +82,6 @@ class AlertSettings(BaseModel):
     """Signs the generic webhook's JSON body (HMAC-SHA256, X-Orchestrator-Signature)."""
     slack_webhook_url: SecretStr | None = None
     """A Slack-compatible incoming webhook (its URL is the secret)."""
-    stalled_handoffs_threshold: int = Field(10, ge=0)
     watchdog_after: timedelta = timedelta(minutes=30)
     """No monitor cycle completed for this long (twice its interval) is itself an alert."""
     max_attempts: int = Field(50, ge=1)
@@ -252,6 +251,19 @@ class FeedSettings(BaseModel):
     """How often each worker makes sure the feed is running (one call to Temporal)."""
 
 
+class PresenceSettings(BaseModel):
+    """Whether agents are there (orchestrator/task_queues.py, pipeline/presence.py)."""
+
+    cache_seconds: float = Field(5.0, ge=0, le=300)
+    """How long one DescribeTaskQueue answer is reused per process: the begin step of
+    every handoff and the API read presence from this cache."""
+    poller_fresh: timedelta = Field(timedelta(seconds=75), gt=timedelta(0))
+    """A poll of the agent's queue at most this old means a worker serves it (an idle
+    worker polls again about once a minute)."""
+    http_answer_max_age: timedelta = Field(timedelta(minutes=15), gt=timedelta(0))
+    """An HTTP agent whose endpoint answered within this long is shown present."""
+
+
 class WorkerSettings(BaseModel):
     """Capacity of one worker process."""
 
@@ -340,13 +352,15 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     breaker: BreakerSettings = BreakerSettings()
     retention: RetentionSettings = RetentionSettings()
+    presence: PresenceSettings = PresenceSettings()
     agent_endpoints: dict[str, AgentEndpoint] = {}
     api_keys: list[ApiKey] = []
     """JSON list of {name, role, sha256}; the keys themselves are never stored."""
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_public_url: str = "http://127.0.0.1:8000"
-    """Where agents reach the API (HTTP agents' completion callbacks)."""
+    """Where agents reach the API (HTTP agents' completion callbacks), and the base of the
+    dashboard links notifications carry."""
     log_level: str = "INFO"
     worker: WorkerSettings = WorkerSettings()
     observability: ObservabilitySettings = ObservabilitySettings()

@@ -115,6 +115,8 @@ class HandoffState(BaseModel):
     updated_at: datetime | None = None
     chain: list[str] = []
     """Handoff ids already completed by earlier runs of this chain."""
+    no_worker: bool = False
+    """Begun while no worker polled the agent's task queue: it waits for one to come."""
 
 
 def feed_workflow_id(task_queue: str) -> str:

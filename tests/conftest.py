@@ -11,18 +11,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from cli.devserver import find_binary
 from db.engine import create_engine, create_sessionmaker
 from db.migrate import upgrade
 from db.roles import Roles, grant_roles, is_postgres
 from orchestrator.settings import Settings, TemporalSettings, get_settings
 from tests.helpers.agents import FakeAgent
+from tests.helpers.devserver import start_dev_server
 from tests.helpers.handoffs import AGENTS
 from tests.helpers.pg import PgCluster, PostgresUnavailable, as_role, start_cluster
-from workflows.search_attributes import ALL
 
 REQUIRE_POSTGRES = os.environ.get("ORCH_REQUIRE_POSTGRES") == "1"
 # every workflow runs in the SDK's determinism sandbox under test, the handoff too (in
@@ -112,12 +110,7 @@ def agent_sessionmaker(
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(find_binary("temporal")),
-        data_converter=pydantic_data_converter,
-        search_attributes=ALL,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     yield env
     await env.shutdown()
 

@@ -25,17 +25,20 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from activities.handoffs import HandoffActivities
     from db.commands.handoffs import BeginInput, BeginResult, FinishInput, FinishResult, MarkInput
-    from pipeline.contract import AgentResult, AgentTask, ResultStatus
+    from pipeline.contract import AgentResult, AgentTask, ResultStatus, agent_task_queue
     from pipeline.handoffs import (
         HandoffState,
         HandoffStatus,
     )
+    from pipeline.presence import no_worker_detail
     from workflows.handoff_types import CompleteInput, HandoffInput, HandoffOutcome
     from workflows.search_attributes import AGENT_NAME, HANDOFF_STATUS, PROSPECT_ID
     from workflows.transports import transport_for
 
 LOCAL_TIMEOUT = timedelta(seconds=30)
 LOCAL_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=20)
+FLAG_NO_WORKER = "flag-no-worker"
+"""Before it, a handoff to an agent nobody served showed only ``running``, then ``stalled``."""
 
 
 @workflow.defn(name="handoff", sandboxed=False)
@@ -90,7 +93,7 @@ class HandoffWorkflow:
                 return None
             self._state.attempt = begun.attempt
             self._state.blocked_by = None
-            self._set_status(HandoffStatus.RUNNING)
+            self._set_status(HandoffStatus.RUNNING, self._no_worker(begun))
             outcome = await self._trigger_agent(input)
         except (asyncio.CancelledError, CancelledError):
             cancelled = HandoffOutcome(
@@ -99,6 +102,15 @@ class HandoffWorkflow:
             await self._finish(input, cancelled)
             raise
         return await self._finish(input, outcome)
+
+    def _no_worker(self, begun: BeginResult) -> str | None:
+        """Flag a handoff begun while nobody serves its agent (the begin step's answer);
+        the detail it runs with."""
+        assert self._state is not None
+        if not (begun.no_worker and workflow.patched(FLAG_NO_WORKER)):
+            return None
+        self._state.no_worker = True
+        return f"{no_worker_detail(agent_task_queue(self._state.to_agent))}; waiting for one"
 
     @workflow.query(name="state")
     def state(self) -> HandoffState | None:

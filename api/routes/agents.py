@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from temporalio.service import RPCError
 
 from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.presence import agents_presence
 from api.schemas import NO_NUL, errors
 from api.temporal import TemporalUnavailable
 from db.commands.controls import control_of, record_change
@@ -19,6 +20,7 @@ from db.queries.health import compute_agent_health
 from db.queries.ledger import agent_controls
 from orchestrator.settings import Settings
 from pipeline.health import AgentHealth
+from pipeline.presence import AgentPresence
 from workflows.starters import start_cycle
 from workflows.types import CycleInput
 
@@ -39,6 +41,8 @@ class AgentOut(BaseModel):
     silenced_until: datetime | None
     queue_depth: int
     """Prospects waiting for a handoff to this agent."""
+    presence: AgentPresence | None = None
+    """Whether a worker polls its task queue, or its HTTP endpoint answered lately."""
 
 
 class PauseIn(BaseModel):
@@ -77,12 +81,15 @@ def _out(control: AgentControl, detail: str | None = None) -> ControlOut:
 
 
 @router.get("", response_model=list[AgentOut])
-async def list_agents(*, session: SessionDep, settings: SettingsDep) -> list[AgentOut]:
-    """Every configured agent: health, pause and circuit state, queue depth."""
+async def list_agents(
+    *, request: Request, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+) -> list[AgentOut]:
+    """Every configured agent: health, pause and circuit state, queue depth, presence."""
     now = datetime.now(UTC)
     healths = await compute_agent_health(session, settings.agents, settings.health, now)
     controls = await agent_controls(session)
     depth = await pending_counts(session)
+    presence = await agents_presence(request, session, temporal, settings)
     out = []
     for health in healths:
         c = controls.get(health.agent_name)
@@ -96,6 +103,7 @@ async def list_agents(*, session: SessionDep, settings: SettingsDep) -> list[Age
                 circuit_changed_at=c.circuit_changed_at if c else None,
                 silenced_until=c.silenced_until if c else None,
                 queue_depth=depth.get(health.agent_name, 0),
+                presence=presence.get(health.agent_name),
             )
         )
     return out

@@ -32,6 +32,8 @@ class AlertOut(BaseModel):
     resolved_at: datetime | None
     notified_at: datetime | None
     details: dict[str, Any] | None
+    held_by: str | None = None
+    """What holds it back (inhibition): the agent's alert, pause or open circuit."""
 
 
 @router.get("", response_model=list[AlertOut])

@@ -58,6 +58,8 @@ class HandoffOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    no_worker: bool | None = None
+    """Begun while no worker polled its agent's task queue."""
 
 
 class HandoffPage(BaseModel):

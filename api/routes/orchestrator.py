@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 from temporalio.client import WorkflowFailureError
 
 from api.deps import IdempotencyKey, SessionDep, SettingsDep, TemporalDep, temporal_client
 from api.feed import read_feed
+from api.presence import agents_presence
 from api.schemas import HealthResponse, RunResponse, errors
 from db.queries.health import compute_agent_health
 from pipeline.handoffs import feed_workflow_id
@@ -24,11 +25,20 @@ router = APIRouter(prefix="/api/v1/orchestrator", tags=["orchestrator"], respons
 
 
 @router.get("/health", response_model=HealthResponse)
-async def get_health(*, session: SessionDep, settings: SettingsDep) -> HealthResponse:
-    """Health of every configured agent, computed now from its run history."""
+async def get_health(
+    *, request: Request, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+) -> HealthResponse:
+    """Health of every configured agent, computed now from its run history, and whether
+    each is there to take its handoffs."""
     now = datetime.now(UTC)
     agents = await compute_agent_health(session, settings.agents, settings.health, now)
-    return HealthResponse(status=overall_status(agents), checked_at=now, agents=agents)
+    presence = await agents_presence(request, session, temporal, settings)
+    return HealthResponse(
+        status=overall_status(agents),
+        checked_at=now,
+        agents=agents,
+        presence=list(presence.values()),
+    )
 
 
 @router.post(

@@ -100,6 +100,14 @@ function renderOverall(health) {
   pill.textContent = `overall ${health.status}`;
 }
 
+function presenceFlag(p) {
+  // whether a worker polls the agent's queue, or its HTTP endpoint answered lately
+  if (!p || p.present === null) return null;
+  const http = p.transport === "http";
+  const text = p.present ? (http ? `answered ${ago(p.last_seen)}` : `${p.pollers} worker${p.pollers === 1 ? "" : "s"}`) : (http ? "endpoint silent" : "no worker");
+  return h("span", { class: `flag ${p.present ? "present" : "no-worker"}`, "data-testid": "agent-presence", title: p.detail || "" }, text);
+}
+
 function agentCard(agent) {
   const hl = agent.health;
   const circuit = agent.circuit_state.replace("_", "-");
@@ -108,6 +116,7 @@ function agentCard(agent) {
     agent.paused ? h("span", { class: "flag paused", title: agent.paused_reason || "" }, "paused") : null,
     h("span", { class: `flag circuit-${circuit}` }, `circuit ${label(agent.circuit_state)}`),
     agent.silenced_until ? h("span", { class: "flag muted-flag" }, `silenced until ${new Date(agent.silenced_until).toLocaleString()}`) : null,
+    presenceFlag(agent.presence),
   ];
   return h("article", { class: `card status-${hl.status}`, "data-agent": agent.name, "data-status": hl.status },
     h("header", {}, h("h3", {}, agent.name), h("span", { class: `badge status-${hl.status}`, "data-testid": "agent-status" }, hl.status)),

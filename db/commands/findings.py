@@ -19,6 +19,7 @@ from db.commands.alerts import (
     NotifyPolicy,
     open_alerts,
     raise_alert,
+    rejudge_held,
     resolve_alert,
 )
 from db.commands.controls import open_circuits
@@ -82,6 +83,7 @@ async def record_health_findings(
     if breaker:
         failing = [h.agent_name for h in input.agents if h.status is HealthStatus.FAILING]
         findings.circuits_opened = await open_circuits(session, failing, input.as_of)
+    await rejudge_held(session, input.as_of, policy)  # an agent that recovered lets go
     await beat(session, "monitor", input.as_of)
     await session.commit()
     return findings

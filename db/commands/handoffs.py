@@ -46,6 +46,8 @@ class BeginResult(BaseModel):
     reason: str | None = None
     leased_at: datetime | None = None
     """When the lease was taken, so the agent was triggered: the handoff latency ends."""
+    no_worker: bool = False
+    """Leased while no worker polled the agent's task queue: flagged, not left to stall."""
 
 
 class MarkInput(BaseModel):
@@ -78,7 +80,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def begin_handoff(session: AsyncSession, input: BeginInput) -> BeginResult:
+async def begin_handoff(
+    session: AsyncSession, input: BeginInput, no_worker: str | None = None
+) -> BeginResult:
+    """Claim the ledger row and the lease. ``no_worker`` (why, when nobody serves the agent's
+    queue) is written on the row it runs with, in the same statement as its status."""
     pending, now = input.pending, _now()
     if reason := await why_not_pending(session, pending):
         await release_probe(session, pending.to_agent, pending.id, now)
@@ -90,12 +96,15 @@ async def begin_handoff(session: AsyncSession, input: BeginInput) -> BeginResult
         await session.commit()
         return claim
     holder = await _take_lease(session, pending, input.lease_ttl, now)
-    status = HandoffStatus.RUNNING if holder is None else HandoffStatus.BLOCKED
-    await set_status(session, pending.id, status, f"lease held by {holder}" if holder else None)
-    await session.commit()
     if holder is not None:
+        await set_status(session, pending.id, HandoffStatus.BLOCKED, f"lease held by {holder}")
+        await session.commit()
         return BeginResult(outcome="blocked", attempt=claim.attempt, holder=holder)
-    return claim.model_copy(update={"leased_at": now})
+    await set_status(
+        session, pending.id, HandoffStatus.RUNNING, no_worker, no_worker=no_worker is not None
+    )
+    await session.commit()
+    return claim.model_copy(update={"leased_at": now, "no_worker": no_worker is not None})
 
 
 def _new_row(
@@ -198,7 +207,11 @@ async def _record_superseded(
 
 
 async def set_status(
-    session: AsyncSession, handoff_id: str, status: HandoffStatus, detail: str | None
+    session: AsyncSession,
+    handoff_id: str,
+    status: HandoffStatus,
+    detail: str | None,
+    **extra: object,
 ) -> None:
     """``updated_at`` moves only when the status changes, so it says since when a handoff
     has been blocked (or stalled), however often it retried meanwhile."""
@@ -206,7 +219,7 @@ async def set_status(
     await session.execute(
         update(Handoff)
         .where(Handoff.id == handoff_id)
-        .values(status=status.value, detail=detail, updated_at=since)
+        .values(status=status.value, detail=detail, updated_at=since, **extra)
     )
 
 

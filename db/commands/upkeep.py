@@ -2,7 +2,8 @@
 
 The watchdog exists because the monitor must be monitored: if no monitor cycle has completed
 for twice its interval, any other cycle (handoffs run every five minutes) raises an alert.
-Stalled handoffs over a threshold raise one too.
+Each stalled handoff raises its own alert, about its prospect and for its agent, so the
+inhibition rules can hold it back while that agent is known to be in trouble.
 """
 
 from __future__ import annotations
@@ -16,21 +17,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.commands.alerts import (
     AlertSpec,
     NotifyPolicy,
-    alert_over_threshold,
+    open_alerts_of_kind,
     raise_alert,
     resolve_alert,
 )
 from db.dialect import insert_for
 from db.models import CycleHeartbeat, Event, Handoff
 from pipeline.handoffs import HandoffStatus
+from pipeline.inhibition import STALLED_HANDOFF
 
-WATCHDOG, STALLED = "watchdog", "stalled_handoffs"
+WATCHDOG = "watchdog"
+LEGACY_STALLED = "stalled_handoffs"
+"""The one count-over-threshold alert stalled handoffs raised before each had its own."""
 
 
 class UpkeepRules(BaseModel):
     watchdog_after: float
     """Seconds without a completed monitor cycle before the watchdog alert."""
-    stalled_threshold: int
 
 
 async def note_caught_by_sweep(session: AsyncSession, caught: int, now: datetime) -> None:
@@ -93,23 +96,37 @@ async def _monitor_overdue(session: AsyncSession, now: datetime, after: float) -
     )
 
 
-async def watch_stalls(
-    session: AsyncSession, now: datetime, rules: UpkeepRules, policy: NotifyPolicy
-) -> int:
+def stall_fingerprint(handoff_id: str) -> str:
+    return f"{STALLED_HANDOFF}:{handoff_id}"
+
+
+async def watch_stalls(session: AsyncSession, now: datetime, policy: NotifyPolicy) -> int:
+    """One alert per open stalled handoff (raised, or refreshed); the alerts of handoffs no
+    longer stalled are resolved (quietly if they were held and nobody was told). How many
+    are stalled."""
     stalled = (
-        await session.scalar(
-            select(func.count())
-            .select_from(Handoff)
-            .where(Handoff.status == HandoffStatus.STALLED.value, Handoff.finished_at.is_(None))
+        await session.execute(
+            select(Handoff.id, Handoff.prospect_id, Handoff.to_agent, Handoff.updated_at).where(
+                Handoff.status == HandoffStatus.STALLED.value, Handoff.finished_at.is_(None)
+            )
         )
-        or 0
-    )
-    spec = AlertSpec(
-        fingerprint=STALLED,
-        kind=STALLED,
-        severity="warning",
-        message=f"{stalled} handoffs are stalled (threshold {rules.stalled_threshold})",
-        details={"stalled": stalled},
-    )
-    await alert_over_threshold(session, spec, stalled, rules.stalled_threshold, now, policy)
-    return stalled
+    ).all()
+    current = await open_alerts_of_kind(session, STALLED_HANDOFF)
+    for row in stalled:
+        fingerprint = stall_fingerprint(row.id)
+        spec = AlertSpec(
+            fingerprint=fingerprint,
+            kind=STALLED_HANDOFF,
+            agent_name=row.to_agent,
+            severity="warning",
+            message=(
+                f"handoff {row.id} of prospect {row.prospect_id} to {row.to_agent} "
+                f"is stalled (since {row.updated_at.isoformat()})"
+            ),
+            details={"prospect_id": row.prospect_id, "handoff_id": row.id},
+        )
+        await raise_alert(session, spec, now, policy, current.pop(fingerprint, None))
+    for fingerprint, alert in current.items():
+        await resolve_alert(session, fingerprint, now, policy, alert)
+    await resolve_alert(session, LEGACY_STALLED, now, policy)
+    return len(stalled)

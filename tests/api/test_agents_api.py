@@ -26,6 +26,7 @@ FIELDS = {
     "circuit_changed_at",
     "silenced_until",
     "queue_depth",
+    "presence",
 }
 
 

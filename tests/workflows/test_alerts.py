@@ -37,7 +37,10 @@ SECRET = "webhook-secret"
 UI = "http://temporal-ui.example:8233"
 ALERTS = "/api/v1/alerts"
 MINUTE, H = timedelta(minutes=1), timedelta(hours=1)
-POLICY = NotifyPolicy(sinks=["log", "webhook", "slack"], repeat_after=H, web_ui_url=UI)
+DASHBOARD = "http://orchestrator.example:8000"
+POLICY = NotifyPolicy(
+    sinks=["log", "webhook", "slack"], repeat_after=H, web_ui_url=UI, dashboard_url=DASHBOARD
+)
 
 
 # --- the receiver ------------------------------------------------------------------------
@@ -409,7 +412,7 @@ def heartbeat(mode: str, at: datetime) -> CycleHeartbeat:
 
 
 def upkeep(sessionmaker, receiver: Receiver, http: httpx.AsyncClient) -> UpkeepActivities:
-    rules = UpkeepRules(watchdog_after=(30 * MINUTE).total_seconds(), stalled_threshold=2)
+    rules = UpkeepRules(watchdog_after=(30 * MINUTE).total_seconds())
     return UpkeepActivities(sessionmaker, rules, POLICY, receiver.sinks(), http)
 
 
@@ -496,7 +499,7 @@ def stalled_row(pid: int, status: HandoffStatus, at: datetime) -> Handoff:
     )
 
 
-async def test_stalled_handoffs_over_the_threshold_raise_an_alert_until_they_clear(
+async def test_each_stalled_handoff_raises_its_own_alert_until_it_clears(
     sessionmaker, agent_sessionmaker, receiver: Receiver, http: httpx.AsyncClient
 ) -> None:
     t0, activities = NOW, upkeep(sessionmaker, receiver, http)
@@ -506,17 +509,24 @@ async def test_stalled_handoffs_over_the_threshold_raise_an_alert_until_they_cle
         *[stalled_row(pid, HandoffStatus.STALLED, t0) for pid in (1, 2)],
         stalled_row(3, HandoffStatus.RUNNING, t0),
     )
-    at_threshold = await after_cycle(activities, t0, "handoffs")
-    assert at_threshold.stalled == 2 and await alerts(sessionmaker) == []
+    first = await after_cycle(activities, t0, "handoffs")
+    assert (first.stalled, first.delivery.sent) == (2, 6)  # two alerts, three sinks each
+    stall = await the_alert(sessionmaker, f"stalled_handoff:{handoff_id(1, 'identified', t0)}")
+    assert (stall.kind, stall.severity, stall.status, stall.agent_name) == (
+        "stalled_handoff",
+        "warning",
+        "open",
+        "hygiene",
+    )
+    assert stall.details == {"prospect_id": 1, "handoff_id": handoff_id(1, "identified", t0)}
+    assert "prospect 1 to hygiene is stalled" in stall.message
+    hook = receiver.hooks()[0].json
+    assert hook["kind"] == "stalled_handoff"
+    assert hook["dashboard_url"] == f"{DASHBOARD}/dashboard#prospect={hook['prospect_id']}"
 
     await add(agent_sessionmaker, stalled_row(4, HandoffStatus.STALLED, t0))
-    over = await after_cycle(activities, t0 + MINUTE, "handoffs")
-    assert (over.stalled, over.delivery.sent) == (3, 3)
-    alert = await the_alert(sessionmaker, "stalled_handoffs")
-    assert (alert.kind, alert.severity, alert.status) == ("stalled_handoffs", "warning", "open")
-    assert alert.details == {"stalled": 3}
-    assert alert.message == "3 handoffs are stalled (threshold 2)"
-    assert receiver.hooks()[0].json["kind"] == "stalled_handoffs"
+    again = await after_cycle(activities, t0 + MINUTE, "handoffs")
+    assert (again.stalled, again.delivery.sent) == (3, 3)  # only the new one is news
 
     async with sessionmaker() as session:
         for row in await session.scalars(select(Handoff).where(Handoff.prospect_id.in_([1, 2]))):
@@ -524,8 +534,12 @@ async def test_stalled_handoffs_over_the_threshold_raise_an_alert_until_they_cle
         await session.commit()
     cleared = await after_cycle(activities, t0 + 2 * MINUTE, "handoffs")
     assert cleared.stalled == 1
-    assert (await the_alert(sessionmaker, "stalled_handoffs")).status == "resolved"
-    assert receiver.events() == ["opened", "resolved"]
+    assert [a.status for a in await alerts(sessionmaker, kind="stalled_handoff")] == [
+        "resolved",
+        "resolved",
+        "open",
+    ]
+    assert receiver.events() == ["opened", "opened", "opened", "resolved", "resolved"]
 
 
 # --- through real cycles -----------------------------------------------------------------

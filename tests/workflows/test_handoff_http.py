@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from activities.agent_http import CALLBACK_HEADER
 from api.app import create_app
+from db.queries.presence import endpoint_answers
 from orchestrator.settings import AgentEndpoint, Settings
 from orchestrator.signing import SIGNATURE_HEADER, sign, verify
 from pipeline.contract import AgentResult, AgentTask, ResultStatus
@@ -116,6 +117,8 @@ async def test_http_agent_answering_at_once_is_signed_and_chained(
         ("outreach", "completed"),
     ]
     assert await prospect_status(sessionmaker, 21) == "in_sequence"
+    async with sessionmaker() as session:  # its answer is its presence
+        assert set(await endpoint_answers(session)) == {"researcher"}
 
 
 async def test_http_agent_accepting_with_202_completes_through_the_signed_callback(

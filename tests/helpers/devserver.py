@@ -1,0 +1,19 @@
+"""A real Temporal dev server for tests, from the installed ``temporal`` binary."""
+
+from __future__ import annotations
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from cli.devserver import find_binary
+from workflows.search_attributes import ALL
+
+
+async def start_dev_server() -> WorkflowEnvironment:
+    """A dev server with our search attributes and the pydantic converter (shut it down)."""
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(find_binary("temporal")),
+        data_converter=pydantic_data_converter,
+        search_attributes=ALL,
+        dev_server_log_level="error",
+    )
