@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 import httpx
@@ -38,11 +39,13 @@ from orchestrator.settings import Settings
 from orchestrator.task_queues import TaskQueuePresence
 from orchestrator.tracing import instrument_http
 from workflows.cycle import CycleWorkflow
+from workflows.deployment import deployment_config, make_current_if_none
 from workflows.feed import FeedWorkflow
 from workflows.handoff import HandoffWorkflow
 from workflows.namespace import ensure_search_attributes
 from workflows.schedules import apply_schedules
 from workflows.starters import ensure_feed
+from workflows.versioned import VERSIONED_WORKFLOWS
 
 log = logging.getLogger(__name__)
 
@@ -164,20 +167,30 @@ def build_worker(
     settings: Settings,
     task_queue: str | None = None,
     http: httpx.AsyncClient | None = None,
+    workflows: Sequence[type] | None = None,
 ) -> Worker:
-    """The worker; pass ``http`` to share (and later close) the HTTP agents' client."""
+    """The worker; pass ``http`` to share (and later close) the HTTP agents' client, and
+    ``workflows`` to register others than :func:`workflows_for` picks (a test's v2)."""
     http = http or httpx.AsyncClient(timeout=30)
     instrument_http(http)  # no-op unless tracing is installed
     return Worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
-        workflows=WORKFLOWS,
+        workflows=list(workflows or workflows_for(settings)),
         activities=build_activities(sessionmaker, settings, http, client),
         max_cached_workflows=settings.worker.max_cached_workflows,
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         max_concurrent_local_activities=settings.worker.max_concurrent_local_activities,
         unsandboxed_workflow_runner=unsandboxed_runner(settings),
+        deployment_config=deployment_config(settings.deployment),
+        graceful_shutdown_timeout=settings.worker.graceful_shutdown,
     )
+
+
+def workflows_for(settings: Settings) -> list[type]:
+    """The versioned classes on a versioned worker: Temporal refuses a versioning behaviour
+    from an unversioned one (workflows/versioned.py)."""
+    return VERSIONED_WORKFLOWS if settings.deployment.versioning else WORKFLOWS
 
 
 def unsandboxed_runner(settings: Settings) -> WorkflowRunner:
@@ -213,9 +226,12 @@ async def run_worker(
                 trim_memory_every(settings.worker.memory_trim_interval, stop)
             )
             feeding = asyncio.create_task(keep_feed_running(client, settings, stop))
+            current = asyncio.create_task(make_current_if_none(client, settings.deployment))
             await stop.wait()
             await trimming
             await feeding
+            current.cancel()
+            log.info("worker stopping: no more polls, in-flight activities may finish")
     log.info("worker stopped")
 
 

@@ -106,8 +106,8 @@ class FeedActivities:
             if runnable := found.runnable:
                 poll.oldest = min(p.state_entered_at for p in runnable)
                 return poll
-            if now >= quiet_until:
-                return poll
+            if now >= quiet_until or activity.is_worker_shutdown():
+                return poll  # a draining worker's poll ends now: another worker polls on
             activity.heartbeat(poll.cursor.isoformat())
             await asyncio.sleep(self._rules.poll_interval.total_seconds())
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -80,7 +81,8 @@ def dev_key(state_dir: Path) -> tuple[str, bool]:
 
 def dev_settings(settings: Settings, options: DevOptions, server: DevServer, key: str) -> Settings:
     """The configured settings, pointed at the local dev server and state directory, with
-    the local operator key added."""
+    the local operator key added. A developer's stop is at once (no graceful shutdown: what
+    was in flight is retried at the next start), as ``STOP_WITHIN`` in the tests expects."""
     temporal = settings.temporal.model_copy(
         update={
             "address": server.address,
@@ -96,6 +98,7 @@ def dev_settings(settings: Settings, options: DevOptions, server: DevServer, key
             "temporal": temporal,
             "api_keys": keys,
             "api_public_url": f"http://{settings.api_host}:{options.api_port}",
+            "worker": settings.worker.model_copy(update={"graceful_shutdown": timedelta(0)}),
         }
     )
 

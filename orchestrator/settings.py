@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from datetime import time, timedelta
 from enum import StrEnum
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -281,11 +283,38 @@ class WorkerSettings(BaseModel):
     memory_trim_interval: timedelta = Field(timedelta(minutes=1), ge=timedelta(0))
     """How often the worker hands whole free pages glibc keeps back to the system
     (``malloc_trim``; free memory fragmented among live chunks stays). 0 = never."""
+    graceful_shutdown: timedelta = Field(timedelta(seconds=30), ge=timedelta(0))
+    """On SIGTERM the worker stops polling and gives the activities it runs this long to
+    finish before they are cancelled (and retried elsewhere); keep a container's stop grace
+    period above it."""
     sandbox_all: bool = False
     """Run the handoff workflow in the SDK's determinism sandbox too (the cycle always runs
     in it). The handoff is the hot path, one instance per handoff, and the sandbox re-imports
     its module for each one; the test suite turns this on, so a non-deterministic call in
     the handoff still fails there before it ships."""
+
+
+def _package_version() -> str:
+    try:
+        return package_version("pipeline-orchestrator")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0"
+
+
+class DeploymentSettings(BaseModel):
+    """Worker Versioning: workers register as one version of a Temporal Worker Deployment,
+    so a deploy that changes a workflow does not replay open runs on the new code (the
+    handoff stays on the version it started on; the cycle and the feed move to the current
+    one). Off, workers are unversioned (``orchestrator dev``, tests)."""
+
+    versioning: bool = False
+    name: str = Field("orchestrator", min_length=1, pattern=r"^[^.]+$")
+    """The Worker Deployment's name (no ``.``: Temporal joins name and build id with one)."""
+    build_id: str = Field(default_factory=_package_version, min_length=1)
+    """This worker's version within the deployment; defaults to the package version."""
+    set_current_if_none: bool = True
+    """A worker makes its own version current when the deployment has none yet (a first
+    deploy); a later version becomes current only by an operator's command."""
 
 
 class TracingSettings(BaseModel):
@@ -363,6 +392,7 @@ class Settings(BaseSettings):
     dashboard links notifications carry."""
     log_level: str = "INFO"
     worker: WorkerSettings = WorkerSettings()
+    deployment: DeploymentSettings = DeploymentSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     tracing: TracingSettings = TracingSettings()
     ingest_database_url: str | None = None

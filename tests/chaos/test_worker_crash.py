@@ -1,11 +1,12 @@
-"""The worker killed with SIGKILL, again and again, while prospects flow: nothing is lost,
-nothing is done twice.
+"""Workers killed with SIGKILL, one at a time, again and again, while prospects flow: nothing
+is lost, nothing is done twice.
 
-The orchestrator's worker runs as its own process (``orchestrator worker``); the simulated
-agents run here, counting every call they receive by handoff id (their own log). The worker is
-killed at random moments and started again. Afterwards every qualifying prospect has reached
-outreach, no agent was triggered twice for one state entry, no lease is held and no handoff is
-open. The figures are printed.
+Three orchestrator workers run as their own processes (``orchestrator worker``, the
+environment compose gives ``--scale worker=3``); the simulated agents run here, counting
+every call they receive by handoff id (their own log). One worker at a time is killed at a
+random moment and started again while the other two carry on. Afterwards every qualifying
+prospect has reached outreach, no agent was triggered twice for one state entry, no lease is
+held and no handoff is open. The figures are printed.
 
 CI runs a reduced size; the full one (2,000 prospects, five kills) is
 ``ORCH_CHAOS_PROSPECTS=2000 ORCH_CHAOS_KILLS=5 pytest tests/chaos/test_worker_crash.py -s``.
@@ -42,6 +43,8 @@ from tests.helpers.outage import (
 
 PROSPECTS = int(os.environ.get("ORCH_CHAOS_PROSPECTS", "200"))
 KILLS = int(os.environ.get("ORCH_CHAOS_KILLS", "2"))
+WORKERS = 3
+"""Worker processes on the one task queue, as ``docker compose up --scale worker=3`` runs."""
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -77,20 +80,23 @@ async def test_worker_killed_repeatedly_loses_and_doubles_nothing(
             runtime = AgentRuntime(name, recorder)
             await stack.enter_async_context(runtime.worker(client, counting.process(name)))
         await seed(agents, PROSPECTS)
-        worker = start_worker(env, log)
+        workers = [start_worker(env, log) for _ in range(WORKERS)]
         task_queue = worker_settings.temporal.task_queue
         await start_sweep(client, task_queue)
-        for _ in range(KILLS):
+        for kill in range(KILLS):
             await asyncio.sleep(chance.uniform(0.5, 2.0))
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
-            worker = start_worker(env, log)
+            victim = kill % WORKERS  # one at a time, the others carry on
+            os.killpg(workers[victim].pid, signal.SIGKILL)
+            workers[victim].wait(30)
+            workers[victim] = start_worker(env, log)
             await start_sweep(client, task_queue)
         # a new sweep whenever the last one finished, until nothing is open or waiting
         drained = await drain(client, task_queue, sessionmaker, DRAIN_WITHIN)
         drained_at = time.monotonic() if drained else None
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(30)
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            worker.wait(30)
     assert drained_at is not None, f"not drained: {await open_work(sessionmaker)}"
 
     async with sessionmaker() as session:
@@ -120,7 +126,8 @@ async def test_worker_killed_repeatedly_loses_and_doubles_nothing(
     duplicates = sum(1 for n in counting.calls.values() if n > 1)
     reached = statuses.get("in_sequence", 0)
     print(
-        f"\nworker crash: prospects {PROSPECTS}, kills {KILLS}, duplicates {duplicates}, "
+        f"\nworker crash: workers {WORKERS}, prospects {PROSPECTS}, kills {KILLS}, "
+        f"duplicates {duplicates}, "
         f"lost {qualifying - reached}, locks held {locks}, open handoffs {open_rows}, "
         f"time to drain {drained_at - started:.1f} s, states {statuses}"
     )

@@ -50,3 +50,14 @@ def test_services_run_as_the_least_privilege_role_the_migration_creates() -> Non
         assert env["ORCH_INGEST_DATABASE_URL"].startswith(
             "postgresql+asyncpg://orchestrator_ingest:"
         )
+
+
+def test_workers_drain_before_compose_kills_them(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    worker = compose()["services"]["worker"]
+    for key, value in worker["environment"].items():
+        if "${" not in str(value):
+            monkeypatch.setenv(key, str(value))
+    settings = Settings()
+    assert settings.deployment.versioning is True
+    grace = float(worker["stop_grace_period"].removesuffix("s"))
+    assert grace > settings.worker.graceful_shutdown.total_seconds()

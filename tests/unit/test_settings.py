@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import pytest
@@ -83,4 +84,20 @@ def test_retention_windows_default_to_production_and_zero_keeps_forever(
     assert "events" not in windows and windows["reports"] == timedelta(days=400)
     monkeypatch.setenv("ORCH_RETENTION__BATCH_SIZE", "0")
     with pytest.raises(ValidationError, match="batch_size"):
+        Settings()
+
+
+def test_worker_versioning_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert settings.deployment.versioning is False  # unversioned unless asked
+    assert settings.deployment.build_id == package_version("pipeline-orchestrator")
+    assert settings.worker.graceful_shutdown == timedelta(seconds=30)
+    monkeypatch.setenv("ORCH_DEPLOYMENT__VERSIONING", "true")
+    monkeypatch.setenv("ORCH_DEPLOYMENT__BUILD_ID", "2026-12-06.1")
+    monkeypatch.setenv("ORCH_WORKER__GRACEFUL_SHUTDOWN", "PT45S")
+    settings = Settings()
+    assert (settings.deployment.versioning, settings.deployment.build_id) == (True, "2026-12-06.1")
+    assert settings.worker.graceful_shutdown == timedelta(seconds=45)
+    monkeypatch.setenv("ORCH_DEPLOYMENT__NAME", "orchestrator.prod")
+    with pytest.raises(ValidationError, match=r"deployment\.name"):
         Settings()

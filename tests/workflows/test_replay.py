@@ -21,6 +21,11 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from workflows.cycle import CycleWorkflow
 from workflows.feed import FeedWorkflow
 from workflows.handoff import HandoffWorkflow
+from workflows.versioned import (
+    VersionedCycleWorkflow,
+    VersionedFeedWorkflow,
+    VersionedHandoffWorkflow,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.health import ComputeHealthInput, HealthActivities
@@ -32,6 +37,13 @@ WORKFLOW_TYPES = {
     "handoff": [HandoffWorkflow],
     "orchestrator-feed": [FeedWorkflow],
 }
+VERSIONED_TYPES = {
+    "orchestrator-cycle": [VersionedCycleWorkflow],
+    "handoff": [VersionedHandoffWorkflow],
+    "orchestrator-feed": [VersionedFeedWorkflow],
+}
+"""What a versioned worker registers (workflows/versioned.py): the same code, so the same
+histories replay on it."""
 
 
 def load(path: Path) -> tuple[str, WorkflowHistory]:
@@ -46,11 +58,14 @@ def test_every_workflow_type_has_a_recorded_history() -> None:
     assert set(WORKFLOW_TYPES) <= recorded
 
 
+@pytest.mark.parametrize("types", [WORKFLOW_TYPES, VERSIONED_TYPES], ids=["plain", "versioned"])
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
-async def test_history_replays_without_nondeterminism(path: Path) -> None:
+async def test_history_replays_without_nondeterminism(
+    path: Path, types: dict[str, list[type]]
+) -> None:
     workflow_type, history = load(path)
     replayer = Replayer(
-        workflows=WORKFLOW_TYPES[workflow_type],
+        workflows=types[workflow_type],
         data_converter=pydantic_data_converter,
         unsandboxed_workflow_runner=SandboxedWorkflowRunner(),  # the handoff too, under test
     )
