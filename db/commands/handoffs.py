@@ -259,7 +259,8 @@ async def finish_handoff(session: AsyncSession, input: FinishInput) -> FinishRes
     first = bool(closed.rowcount)
     if input.status is not HandoffStatus.COMPLETED or not input.find_next:
         return FinishResult(closed=first)
-    following = await pending_for_prospect(session, pending.prospect_id)
+    # a replay of a workflow task lost after this run claimed the next entry asks again
+    following = await pending_for_prospect(session, pending.prospect_id, claimed_by=input.run_id)
     if following is not None and following.to_agent in await blocked_agents(session):
         # the feed or the sweep hands it on later
         return FinishResult(deferred=following.to_agent, closed=first)

@@ -59,13 +59,18 @@ def trigger_clause(trigger: HandoffTrigger) -> ColumnElement[bool]:
     return and_(*parts)
 
 
-def not_yet_handed_off() -> ColumnElement[bool]:
-    """No ledger row for this entry of the prospect into its current state."""
-    return ~exists().where(
+def not_yet_handed_off(claimed_by: str | None = None) -> ColumnElement[bool]:
+    """No ledger row for this entry of the prospect into its current state, or, with
+    ``claimed_by``, only an open one that this workflow run claimed: a run whose workflow
+    task was lost after it claimed the entry asks again on replay and must get it back."""
+    rows = [
         Handoff.prospect_id == Prospect.id,
         Handoff.from_state == Prospect.status,
         Handoff.state_entered_at == Prospect.status_changed_at,
-    )
+    ]
+    if claimed_by is not None:
+        rows.append(or_(Handoff.workflow_run_id != claimed_by, Handoff.finished_at.is_not(None)))
+    return ~exists().where(*rows)
 
 
 @dataclass(frozen=True)
@@ -154,13 +159,16 @@ async def pending_for_prospect(
     session: AsyncSession,
     prospect_id: int,
     triggers: Mapping[str, HandoffTrigger] = HANDOFF_TRIGGERS,
+    *,
+    claimed_by: str | None = None,
 ) -> PendingHandoff | None:
-    """The handoff this prospect is waiting for now, if any (the same rules as the finder)."""
+    """The handoff this prospect is waiting for now, if any (the same rules as the finder);
+    ``claimed_by`` a workflow run id: also the entry that run claimed and has not finished."""
     query = select(Prospect.id, Prospect.status, Prospect.status_changed_at).where(
         Prospect.id == prospect_id,
         Prospect.deleted_at.is_(None),
         or_(*(trigger_clause(t) for t in triggers.values())),
-        not_yet_handed_off(),
+        not_yet_handed_off(claimed_by),
     )
     row = (await session.execute(query)).first()
     if row is None:

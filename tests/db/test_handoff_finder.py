@@ -683,6 +683,28 @@ async def test_finish_returns_the_next_handoff_when_the_prospect_moved_into_a_tr
     )
 
 
+async def test_finish_replayed_after_a_lost_workflow_task_returns_the_entry_it_claimed(
+    sessionmaker,
+    agent_sessionmaker,
+) -> None:
+    """A worker dies after finishing one hop and claiming the next in one workflow task; the
+    task is run again elsewhere and finishes the first hop again: it must get the same next
+    handoff back (its own open claim), or the claimed entry stays open with nobody on it."""
+    await add(agent_sessionmaker, *prospect("identified", pid=1))
+    pending = await the_pending(sessionmaker, 1)
+    await begin(sessionmaker, pending)
+    await move(agent_sessionmaker, 1, "scored", tier="A1")
+    first = await finish(sessionmaker, finish_input(pending, HandoffStatus.COMPLETED))
+    assert first.next is not None and first.closed
+    assert (await begin(sessionmaker, first.next)).outcome == "leased"
+
+    again = await finish(sessionmaker, finish_input(pending, HandoffStatus.COMPLETED))
+    assert (again.next, again.closed) == (first.next, False)
+    assert (await begin(sessionmaker, again.next)).outcome == "leased"
+    other_run = finish_input(pending, HandoffStatus.COMPLETED, run_id="run-2")
+    assert (await finish(sessionmaker, other_run)).next is None  # another run's claim
+
+
 @pytest.mark.parametrize(
     ("moved_to", "tier", "status", "find_next"),
     [
