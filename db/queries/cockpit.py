@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select, tuple_
+from sqlalchemy import ColumnElement, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Handoff, Prospect, StateViolation
 from db.queries.handoffs import has_contact_email
+from db.queries.pages import newest_first
 from pipeline.handoffs import HandoffStatus
 from pipeline.validation import ViolationKind
 
@@ -33,15 +34,10 @@ async def violation_page(
 ) -> list[StateViolation]:
     """Open (or resolved) violations, the most recently seen first. ``agent_states`` are the
     states an agent is handed prospects from: its violations are the ones in those states."""
-    query = (
-        select(StateViolation)
-        .where(
-            StateViolation.resolved_at.is_not(None)
-            if resolved
-            else StateViolation.resolved_at.is_(None)
-        )
-        .order_by(StateViolation.last_seen.desc(), StateViolation.id.desc())
-        .limit(limit)
+    query = select(StateViolation).where(
+        StateViolation.resolved_at.is_not(None)
+        if resolved
+        else StateViolation.resolved_at.is_(None)
     )
     if kind is not None:
         query = query.where(StateViolation.kind == kind)
@@ -51,8 +47,9 @@ async def violation_page(
         query = query.where(StateViolation.state.in_(list(agent_states)))
     if prospect_id is not None:
         query = query.where(StateViolation.prospect_id == prospect_id)
-    if before is not None:
-        query = query.where(tuple_(StateViolation.last_seen, StateViolation.id) < tuple_(*before))
+    query = newest_first(
+        query, StateViolation.last_seen, StateViolation.id, limit=limit, before=before
+    )
     return list(await session.scalars(query))
 
 
@@ -95,12 +92,7 @@ async def prospect_page(
     before: tuple[datetime, int] | None = None,
 ) -> list[Any]:
     """Live prospects, the latest to change state first: (prospect, has contact email)."""
-    query = (
-        select(Prospect, has_contact_email())
-        .where(Prospect.deleted_at.is_(None))
-        .order_by(Prospect.status_changed_at.desc(), Prospect.id.desc())
-        .limit(limit)
-    )
+    query = select(Prospect, has_contact_email()).where(Prospect.deleted_at.is_(None))
     if status is not None:
         query = query.where(Prospect.status == status)
     if tier is not None:
@@ -115,6 +107,5 @@ async def prospect_page(
                 Prospect.domain.ilike(pattern, escape="\\"),
             )
         )
-    if before is not None:
-        query = query.where(tuple_(Prospect.status_changed_at, Prospect.id) < tuple_(*before))
+    query = newest_first(query, Prospect.status_changed_at, Prospect.id, limit=limit, before=before)
     return list((await session.execute(query)).all())

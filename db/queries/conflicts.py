@@ -22,6 +22,7 @@ from db.commands.conflicts import (
     stale_leases,
 )
 from db.models import OrchestratorAction
+from db.queries.pages import newest_first
 from pipeline.conflicts import ConflictRules
 
 LiveHandoff = Callable[[int], Awaitable[str | None]]
@@ -186,15 +187,11 @@ async def resolved_conflicts(
     kind: ConflictKind | None = None,
 ) -> list[ConflictOut]:
     """What resolve did, from the audit log, newest first (at most ``limit`` audit rows)."""
-    query = (
-        select(OrchestratorAction)
-        .where(OrchestratorAction.action.in_(list(RESOLVE_ACTIONS)))
-        .order_by(OrchestratorAction.created_at.desc(), OrchestratorAction.id.desc())
-        .limit(limit)
-    )
+    query = select(OrchestratorAction).where(OrchestratorAction.action.in_(list(RESOLVE_ACTIONS)))
     if kind is not None:
         actions = [a for a, k in RESOLVE_ACTIONS.items() if k in (kind, None)]
         query = query.where(OrchestratorAction.action.in_(actions))
+    query = newest_first(query, OrchestratorAction.created_at, OrchestratorAction.id, limit=limit)
     found = [_from_audit(row) for row in await session.scalars(query)]
     return [c for c in found if kind is None or c.kind is kind]
 

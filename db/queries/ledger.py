@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AgentControl, AgentRun, Alert, Event, Handoff, PipelineReport
+from db.queries.pages import newest_first
 
 
 async def handoff_page(
@@ -23,15 +24,14 @@ async def handoff_page(
 ) -> list[Handoff]:
     """Ledger rows newest first; ``before`` is the (created_at, id) the last page ended at,
     ``since`` the earliest last change (``updated_at``) a row may have."""
-    query = select(Handoff).order_by(Handoff.created_at.desc(), Handoff.id.desc()).limit(limit)
+    query = select(Handoff)
     if status is not None:
         query = query.where(Handoff.status == status)
     if agent is not None:
         query = query.where(Handoff.to_agent == agent)
     if prospect_id is not None:
         query = query.where(Handoff.prospect_id == prospect_id)
-    if before is not None:
-        query = query.where(tuple_(Handoff.created_at, Handoff.id) < tuple_(*before))
+    query = newest_first(query, Handoff.created_at, Handoff.id, limit=limit, before=before)
     if since is not None:
         query = query.where(Handoff.updated_at >= since)
     return list(await session.scalars(query))
@@ -49,11 +49,12 @@ async def handoffs_of(session: AsyncSession, prospect_id: int) -> list[Handoff]:
 async def alert_list(
     session: AsyncSession, *, limit: int, status: str | None = None, agent: str | None = None
 ) -> list[Alert]:
-    query = select(Alert).order_by(Alert.last_seen.desc(), Alert.id.desc()).limit(limit)
+    query = select(Alert)
     if status is not None:
         query = query.where(Alert.status == status)
     if agent is not None:
         query = query.where(Alert.agent_name == agent)
+    query = newest_first(query, Alert.last_seen, Alert.id, limit=limit)
     return list(await session.scalars(query))
 
 
@@ -99,14 +100,10 @@ async def runs_of(
     status: str | None = None,
 ) -> list[AgentRun]:
     """An agent's latest runs, newest first."""
-    query = (
-        select(AgentRun)
-        .where(AgentRun.agent_name == agent)
-        .order_by(AgentRun.started_at.desc(), AgentRun.id.desc())
-        .limit(limit)
-    )
+    query = select(AgentRun).where(AgentRun.agent_name == agent)
     if handoff_id is not None:
         query = query.where(AgentRun.handoff_id == handoff_id)
     if status is not None:
         query = query.where(AgentRun.status == status)
+    query = newest_first(query, AgentRun.started_at, AgentRun.id, limit=limit)
     return list(await session.scalars(query))

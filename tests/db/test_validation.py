@@ -21,11 +21,10 @@ from db.commands.validation import (
     close_sweep,
     record_range,
 )
-from db.models import Activity, Alert, Contact, Handoff, OutreachSequence, Prospect, StateViolation
+from db.models import Activity, Alert, Contact, OutreachSequence, Prospect, StateViolation
 from orchestrator.settings import Settings, ValidationSettings
-from pipeline.handoffs import handoff_id
 from pipeline.validation import ValidationRules, ViolationKind
-from tests.helpers.factories import add, prospect
+from tests.helpers.factories import add, ledger_entry, prospect
 from tests.helpers.handoffs import record_history
 from worker import build_worker
 from workflows.cycle import CycleWorkflow
@@ -114,20 +113,6 @@ def sequence(pid: int, status: str, at: datetime) -> OutreachSequence:
     return OutreachSequence(prospect_id=pid, status=status, started_at=at, completed_at=done)
 
 
-def ledger_row(pid: int, state: str, entered: datetime, agent: str) -> Handoff:
-    return Handoff(
-        id=handoff_id(pid, state, entered),
-        prospect_id=pid,
-        from_state=state,
-        state_entered_at=entered,
-        to_agent=agent,
-        status="running",
-        attempt=1,
-        created_at=entered,
-        updated_at=entered,
-    )
-
-
 def illegal_move(pid: int, now: datetime) -> Rows:
     at = now - timedelta(minutes=1)
     return [
@@ -184,7 +169,7 @@ def handed_off(pid: int, now: datetime) -> Rows:
     entered = now - timedelta(minutes=30)
     return [
         *prospect("identified", entered=entered, pid=pid),
-        ledger_row(pid, "identified", entered, "hygiene"),
+        ledger_entry(pid, "identified", status="running", at=entered, entered=entered),
     ]
 
 

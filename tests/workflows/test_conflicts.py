@@ -19,9 +19,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from db.commands.conflicts import ResolveSummary, release_stale_leases
 from db.models import AgentRun, Handoff, OrchestratorAction, RecordLock
 from orchestrator.settings import ConflictSettings, HandoffSettings, Settings
-from pipeline.handoffs import HandoffStatus, handoff_id, handoff_workflow_id
+from pipeline.handoffs import HandoffStatus, handoff_workflow_id
 from tests.helpers.agents import FakeAgent, prospect_status
-from tests.helpers.factories import add, prospect, run
+from tests.helpers.factories import add, ledger_entry, prospect, run
 from tests.helpers.handoffs import (
     ledger,
     live_state,
@@ -67,22 +67,13 @@ def claim(
     updated: datetime | None = None,
     finished: datetime | None = None,
 ) -> Handoff:
-    """A ledger row, as a handoff workflow (maybe a lost one) left it."""
-    updated = updated or entered
-    return Handoff(
-        id=handoff_id(pid, state, entered),
-        prospect_id=pid,
-        from_state=state,
-        state_entered_at=entered,
-        to_agent=agent,
-        status=status,
-        attempt=1,
-        workflow_id=handoff_workflow_id(pid),
-        workflow_run_id="lost-run",
-        created_at=entered,
-        updated_at=updated,
-        finished_at=finished,
-    )
+    """A ledger row, as a handoff workflow (maybe a lost one) left it: owned by a run no
+    worker knows, last changed at ``updated``, finished at ``finished`` whatever its status."""
+    row = ledger_entry(pid, state, status=status, agent=agent, at=entered, entered=entered)
+    row.workflow_run_id = "lost-run"
+    row.updated_at = updated or entered
+    row.finished_at = finished
+    return row
 
 
 async def release(sessionmaker: Maker, at: datetime) -> tuple[int, int]:
