@@ -46,7 +46,6 @@ from db.migrate import upgrade
 from db.models import Event, Handoff, OrchestratorAction
 from orchestrator.settings import (
     FeedSettings,
-    RetentionSettings,
     ScheduleSettings,
     Settings,
     TemporalSettings,
@@ -179,7 +178,11 @@ def bench_settings(url: str, plan: HousekeepingPlan, state_dir: Path) -> Setting
         temporal=TemporalSettings(task_queue=f"bench-housekeeping-{uuid.uuid4().hex[:8]}"),
         schedules=ScheduleSettings(enabled=False),
         feed=FeedSettings(enabled=False),
-        retention=RetentionSettings(events=keep, audit=keep, handoffs=keep),
+        # the windows are the plan's; the rest (batch size, pause, busy share) is what a
+        # worker would read from ORCH_RETENTION__*
+        retention=Settings().retention.model_copy(
+            update={"events": keep, "audit": keep, "handoffs": keep}
+        ),
     )
 
 
