@@ -27,7 +27,8 @@ function h(tag, attrs = {}, ...children) {
 }
 
 function fill(id, ...children) {
-  $(id).replaceChildren(...children.flat());
+  // the same rule as h(): an absent part (null, undefined, false) draws nothing, not "null"
+  $(id).replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
 }
 
 const label = (text) => String(text).replaceAll("_", " ");
