@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -17,3 +20,14 @@ async def start_dev_server() -> WorkflowEnvironment:
         search_attributes=ALL,
         dev_server_log_level="error",
     )
+
+
+async def own_server_client() -> AsyncIterator[Client]:
+    """A client of a dev server of the test's own, for a module to use as its ``client``
+    fixture: pinned handoffs and a Worker Deployment, or workflows a stopped worker left
+    open, must not outlive the test on the shared server (their ids are ``handoff-<pid>``)."""
+    env = await start_dev_server()
+    try:
+        yield env.client
+    finally:
+        await env.shutdown()
