@@ -18,7 +18,7 @@ from db.migrate import upgrade
 from db.roles import Roles, grant_roles, is_postgres
 from orchestrator.settings import Settings, TemporalSettings, get_settings
 from tests.helpers.agents import FakeAgent
-from tests.helpers.devserver import start_dev_server
+from tests.helpers.devserver import start_dev_server, terminate_running
 from tests.helpers.handoffs import AGENTS
 from tests.helpers.pg import PgCluster, PostgresUnavailable, as_role, start_cluster
 
@@ -116,8 +116,12 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-def client(temporal_env: WorkflowEnvironment) -> Client:
-    return temporal_env.client
+async def client(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
+    """The shared dev server's client. Whatever a test leaves running there is terminated
+    when it ends: handoff ids are ``handoff-<pid>`` whatever the task queue, so a handoff a
+    stopped worker left open would make a later test's handoff of the same pid wait on it."""
+    yield temporal_env.client
+    await terminate_running(temporal_env.client)
 
 
 @pytest.fixture

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from cli.devserver import find_binary
@@ -31,3 +33,11 @@ async def own_server_client() -> AsyncIterator[Client]:
         yield env.client
     finally:
         await env.shutdown()
+
+
+async def terminate_running(client: Client) -> None:
+    """Terminate every workflow still running on ``client``'s namespace."""
+    async for execution in client.list_workflows("ExecutionStatus = 'Running'"):
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        with contextlib.suppress(RPCError):
+            await handle.terminate(reason="the test ended")
