@@ -277,7 +277,8 @@ class WorkerSettings(BaseModel):
     evicted by its own 1,900 children, so keep this above ``max_children_per_run``."""
     max_concurrent_activities: int = Field(100, ge=1)
     max_concurrent_local_activities: int = Field(200, ge=1)
-    """The handoffs' database steps; bounded by ``database_pool_size`` in practice."""
+    """The handoffs' database steps. Their sessions come from the engine's pool
+    (SQLAlchemy's default: 5 connections, 10 more at peaks), which bounds them in practice."""
 
     malloc_arenas: int = Field(2, ge=0)
     """The most glibc ``malloc`` arenas a worker process uses (0: glibc's default, eight per
