@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from bench.shapes import AGENT_QUEUE, TASK_QUEUE, ParentWorkflow, ShapeWorkflow, agent, step
+from bench.shapes import (
+    AGENT_QUEUE,
+    TASK_QUEUE,
+    ParentWorkflow,
+    ShapeWorkflow,
+    Starter,
+    StarterWorkflow,
+    agent,
+    step,
+)
 from bench.temporal_bench import start_server
 
 HANDOFF = ["step", "tag", "stall"]
@@ -30,6 +39,7 @@ class Variant:
     name: str
     parts: list[str]
     as_child: bool = False
+    by_activity: bool = False
 
 
 VARIANTS = (
@@ -40,6 +50,7 @@ VARIANTS = (
     Variant("started as a child", [], as_child=True),
     Variant("all of a handoff's parts", HANDOFF),
     Variant("all, started as a child", HANDOFF, as_child=True),
+    Variant("all, started by an activity", HANDOFF, by_activity=True),
 )
 
 
@@ -53,6 +64,17 @@ async def completed_per_second(client: Client, variant: Variant, n: int, batch: 
             args=[prefix, n, batch, variant.parts],
             id=prefix,
             task_queue=TASK_QUEUE,
+        )
+        return n / (time.perf_counter() - began)
+    if variant.by_activity:
+        await client.execute_workflow(
+            StarterWorkflow.run,
+            args=[prefix, n, batch, variant.parts],
+            id=prefix,
+            task_queue=TASK_QUEUE,
+        )
+        await asyncio.gather(
+            *(client.get_workflow_handle(f"{prefix}-{i}").result() for i in range(n))
         )
         return n / (time.perf_counter() - began)
     room = asyncio.Semaphore(batch * 10)
@@ -75,8 +97,8 @@ async def measure(n: int, rounds: int, batch: int) -> dict[str, list[float]]:
             Worker(
                 env.client,
                 task_queue=TASK_QUEUE,
-                workflows=[ShapeWorkflow, ParentWorkflow],
-                activities=[step],
+                workflows=[ShapeWorkflow, ParentWorkflow, StarterWorkflow],
+                activities=[step, Starter(env.client).start],
                 # as the worker runs the handoff: outside the sandbox
                 workflow_runner=UnsandboxedWorkflowRunner(),
             ),
@@ -88,7 +110,7 @@ async def measure(n: int, rounds: int, batch: int) -> dict[str, list[float]]:
                 for variant in VARIANTS[turn:] + VARIANTS[:turn]:  # slows as it fills
                     rate = await completed_per_second(env.client, variant, n, batch)
                     rates[variant.name].append(rate)
-                    print(f"  round {round_ + 1}: {variant.name:<26} {rate:6.1f}/s", flush=True)
+                    print(f"  round {round_ + 1}: {variant.name:<30} {rate:6.1f}/s", flush=True)
     finally:
         await env.shutdown()
     return rates
@@ -96,10 +118,10 @@ async def measure(n: int, rounds: int, batch: int) -> dict[str, list[float]]:
 
 def report(rates: dict[str, list[float]]) -> None:
     ceiling = statistics.mean(rates["ceiling"])
-    print(f"\n{'shape':<26} {'mean':>9} {'of the ceiling':>15}")
+    print(f"\n{'shape':<30} {'mean':>9} {'of the ceiling':>15}")
     for name, values in rates.items():
         mean = statistics.mean(values)
-        print(f"{name:<26} {mean:7.1f}/s {mean / ceiling:15.2f}")
+        print(f"{name:<30} {mean:7.1f}/s {mean / ceiling:15.2f}")
 
 
 def main() -> None:

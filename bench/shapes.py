@@ -8,6 +8,7 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import activity, workflow
+from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.workflow import ParentClosePolicy
 
@@ -79,3 +80,41 @@ class ParentWorkflow:
                 )
             )
         await asyncio.gather(*children)
+
+
+class Starter:
+    """Starts shapes with the client, from an activity: the alternative to children."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    @activity.defn(name="bench_shape_start")
+    async def start(self, prefix: str, first: int, last: int, parts: list[str]) -> None:
+        pending = SearchAttributePair(STATUS, "pending")
+        tags = TypedSearchAttributes([pending]) if "tag" in parts else None
+        await asyncio.gather(
+            *(
+                self.client.start_workflow(
+                    ShapeWorkflow.run,
+                    parts,
+                    id=f"{prefix}-{i}",
+                    task_queue=TASK_QUEUE,
+                    search_attributes=tags,
+                )
+                for i in range(first, last)
+            )
+        )
+
+
+@workflow.defn(name="bench-shape-starter")
+class StarterWorkflow:
+    """Starts ``n`` shapes through :class:`Starter`'s activity, ``batch`` a call."""
+
+    @workflow.run
+    async def run(self, prefix: str, n: int, batch: int, parts: list[str]) -> None:
+        for first in range(0, n, batch):
+            await workflow.execute_activity_method(
+                Starter.start,
+                args=[prefix, first, min(n, first + batch), parts],
+                start_to_close_timeout=timedelta(minutes=1),
+            )
