@@ -15,6 +15,7 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Literal
 
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -34,12 +35,15 @@ from bench.temporal_bench import start_server
 HANDOFF = ["step", "tag", "stall"]
 
 
+StartedBy = Literal["client", "child", "activity"]
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
     parts: list[str]
-    as_child: bool = False
-    by_activity: bool = False
+    started_by: StartedBy = "client"
+    """The benchmark's client; a parent's children; or a parent's activity, by the client."""
 
 
 VARIANTS = (
@@ -47,10 +51,10 @@ VARIANTS = (
     Variant("+ two local activities", ["step"]),
     Variant("+ two status upserts", ["tag"]),
     Variant("+ a stall timer", ["stall"]),
-    Variant("started as a child", [], as_child=True),
+    Variant("started as a child", [], "child"),
     Variant("all of a handoff's parts", HANDOFF),
-    Variant("all, started as a child", HANDOFF, as_child=True),
-    Variant("all, started by an activity", HANDOFF, by_activity=True),
+    Variant("all, started as a child", HANDOFF, "child"),
+    Variant("all, started by an activity", HANDOFF, "activity"),
 )
 
 
@@ -58,34 +62,24 @@ async def completed_per_second(client: Client, variant: Variant, n: int, batch: 
     """Start ``n`` and wait for all to complete; completions a second."""
     prefix = f"shape-{uuid.uuid4().hex[:8]}"
     began = time.perf_counter()
-    if variant.as_child:
-        await client.execute_workflow(
-            ParentWorkflow.run,
-            args=[prefix, n, batch, variant.parts],
-            id=prefix,
-            task_queue=TASK_QUEUE,
-        )
-        return n / (time.perf_counter() - began)
-    if variant.by_activity:
-        await client.execute_workflow(
-            StarterWorkflow.run,
-            args=[prefix, n, batch, variant.parts],
-            id=prefix,
-            task_queue=TASK_QUEUE,
-        )
-        await asyncio.gather(
-            *(client.get_workflow_handle(f"{prefix}-{i}").result() for i in range(n))
-        )
-        return n / (time.perf_counter() - began)
-    room = asyncio.Semaphore(batch * 10)
+    if variant.started_by == "client":
+        room = asyncio.Semaphore(batch * 10)
 
-    async def one(i: int) -> None:
-        async with room:
-            await client.execute_workflow(
-                ShapeWorkflow.run, variant.parts, id=f"{prefix}-{i}", task_queue=TASK_QUEUE
-            )
+        async def one(i: int) -> None:
+            async with room:
+                await client.execute_workflow(
+                    ShapeWorkflow.run, variant.parts, id=f"{prefix}-{i}", task_queue=TASK_QUEUE
+                )
 
-    await asyncio.gather(*(one(i) for i in range(n)))
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return n / (time.perf_counter() - began)
+    parent = ParentWorkflow if variant.started_by == "child" else StarterWorkflow
+    await client.execute_workflow(
+        parent.run, args=[prefix, n, batch, variant.parts], id=prefix, task_queue=TASK_QUEUE
+    )
+    if variant.started_by == "activity":  # its parent does not wait for what it started
+        shapes = (client.get_workflow_handle(f"{prefix}-{i}").result() for i in range(n))
+        await asyncio.gather(*shapes)
     return n / (time.perf_counter() - began)
 
 
