@@ -17,10 +17,7 @@ from orchestrator.settings import Settings
 from orchestrator.task_queues import TaskQueuePresence
 from pipeline.contract import agent_task_queue
 from pipeline.presence import AgentPresence, http_presence, no_worker_detail
-from pipeline.triggers import HANDOFF_TRIGGERS
-
-HANDED_TO = frozenset(t.next_agent for t in HANDOFF_TRIGGERS.values())
-"""Agents that receive handoffs: only they have a queue (or an endpoint) to be served on."""
+from pipeline.triggers import HANDED_TO
 
 CONNECT_WITHIN = 3.0
 """Seconds the first read waits for Temporal: presence is never worth a slow health page."""

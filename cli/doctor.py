@@ -30,6 +30,7 @@ from orchestrator.settings import Settings
 from orchestrator.temporal_client import connect
 from pipeline.contract import agent_task_queue
 from pipeline.handoffs import feed_workflow_id
+from pipeline.triggers import HANDED_TO
 from workflows.schedules import scheduled_cycles
 from workflows.search_attributes import ALL
 
@@ -146,9 +147,14 @@ def _agent_checks(settings: Settings) -> list[str]:
 
 
 def _temporal_agents(settings: Settings) -> list[str]:
-    """The agents reached through their own task queue (HTTP agents have none)."""
+    """The agents handoffs reach through their own task queue (HTTP agents have none; the
+    prospector receives no handoffs, so nobody need poll its queue)."""
     endpoints = settings.agent_endpoints
-    return [n for n in settings.agents if n not in endpoints or endpoints[n].transport != "http"]
+    return [
+        n
+        for n in settings.agents
+        if n in HANDED_TO and (n not in endpoints or endpoints[n].transport != "http")
+    ]
 
 
 async def _temporal_checks(client: Client, settings: Settings) -> list[Check]:

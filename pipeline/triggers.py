@@ -41,3 +41,7 @@ HANDOFF_TRIGGERS: Mapping[str, HandoffTrigger] = {
         HandoffTrigger(state="ready_for_outreach", next_agent="outreach"),
     )
 }
+
+HANDED_TO: frozenset[str] = frozenset(t.next_agent for t in HANDOFF_TRIGGERS.values())
+"""Agents that receive handoffs, so need a worker (or an endpoint) to be there: not the
+prospector, which runs on its own cadence."""

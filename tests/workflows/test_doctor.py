@@ -18,26 +18,39 @@ from temporalio.client import Client
 from cli.doctor import Check, Status, passed, run_checks
 from db.roles import is_postgres
 from orchestrator.settings import Settings
+from pipeline.triggers import HANDED_TO
 from tests.helpers.agents import FakeAgent
 from worker import run_worker
+from workflows.namespace import ensure_search_attributes
 from workflows.schedules import scheduled_cycles
 
 HEALTHY_WITHIN = 30.0
 DAY = Duration(seconds=86_400)
 
 
-@pytest.fixture
-def doctor_settings(worker_settings: Settings) -> Settings:
-    """Agents of this test only: another test's agent workers poll the usual names."""
-    agents = {f"doc{uuid.uuid4().hex[:8]}-{i}": 10 for i in range(2)}
-    return worker_settings.model_copy(update={"agents": agents})
+async def own_namespace(client: Client, settings: Settings, attributes: bool = True) -> Settings:
+    """``settings`` on a namespace of the test's own: on the shared one, other tests' agent
+    workers polled ``agent-hygiene`` a moment ago. With our search attributes, if asked."""
+    namespace = f"doctor-{uuid.uuid4().hex[:8]}"
+    await client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(namespace=namespace, workflow_execution_retention_period=DAY)
+    )
+    if attributes:
+        target = client.service_client.config.target_host
+        await ensure_search_attributes(await Client.connect(target, namespace=namespace))
+    temporal = settings.temporal.model_copy(update={"namespace": namespace})
+    return settings.model_copy(update={"temporal": temporal})
+
+
+def handed_to(settings: Settings) -> list[str]:
+    return [name for name in settings.agents if name in HANDED_TO]
 
 
 @pytest.fixture
-async def schedules_removed(client: Client, doctor_settings: Settings) -> AsyncIterator[None]:
+async def schedules_removed(client: Client, worker_settings: Settings) -> AsyncIterator[None]:
     """The Schedules' ids are global on the server: removed after the test applied them."""
     yield
-    for cycle in scheduled_cycles(doctor_settings):
+    for cycle in scheduled_cycles(worker_settings):
         with contextlib.suppress(Exception):
             await client.get_schedule_handle(cycle.schedule_id).delete()
 
@@ -59,19 +72,19 @@ async def checks_once_healthy(settings: Settings) -> list[Check]:
 
 async def test_doctor_passes_every_check_on_a_running_stack(
     client: Client,
-    doctor_settings: Settings,
+    worker_settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
     agent_sessionmaker: async_sessionmaker[AsyncSession],
     schedules_removed: None,
 ) -> None:
     stop = asyncio.Event()
-    agents = [FakeAgent(name, agent_sessionmaker) for name in doctor_settings.agents]
-    running = asyncio.create_task(run_worker(client, sessionmaker, doctor_settings, stop))
+    agents = [FakeAgent(name, agent_sessionmaker) for name in handed_to(worker_settings)]
+    running = asyncio.create_task(run_worker(client, sessionmaker, worker_settings, stop))
     try:
         async with contextlib.AsyncExitStack() as stack:
             for agent in agents:
                 await stack.enter_async_context(agent.worker(client))
-            checks = await checks_once_healthy(doctor_settings)
+            checks = await checks_once_healthy(worker_settings)
     finally:
         stop.set()
         await asyncio.wait_for(running, 30)
@@ -80,14 +93,17 @@ async def test_doctor_passes_every_check_on_a_running_stack(
     assert names[:7] == [
         "database", "roles", "temporal", "search attributes", "schedules", "feed", "worker"
     ]  # fmt: skip
-    assert names[7:] == [f"agent {name}" for name in doctor_settings.agents]
+    assert "prospector" in worker_settings.agents  # and receives no handoffs: not checked
+    assert names[7:] == [f"agent {name}" for name in handed_to(worker_settings)]
+    assert names[7:] == ["agent hygiene", "agent researcher", "agent outreach"]
     assert "7 in place" in by_name(checks)["schedules"].detail  # housekeeping is the 7th
 
 
 async def test_doctor_fails_each_part_that_is_not_running(
-    doctor_settings: Settings, schedules_removed: None
+    client: Client, worker_settings: Settings
 ) -> None:
-    checks = by_name(await run_checks(doctor_settings))
+    settings = await own_namespace(client, worker_settings)
+    checks = by_name(await run_checks(settings))
     for name in ("database", "roles", "temporal", "search attributes"):
         assert checks[name].status is Status.OK, checks[name]
     failed = {name for name, check in checks.items() if check.status is Status.FAIL}
@@ -95,25 +111,20 @@ async def test_doctor_fails_each_part_that_is_not_running(
         "schedules",
         "feed",
         "worker",
-        *(f"agent {n}" for n in doctor_settings.agents),
+        *(f"agent {n}" for n in handed_to(settings)),
     }
-    queue = doctor_settings.temporal.task_queue
+    queue = settings.temporal.task_queue
     assert f"nobody polls task queue {queue}: start a worker" in checks["worker"].detail
     assert "run orchestrator schedules apply" in checks["schedules"].detail
     assert f"feed-{queue} never ran" in checks["feed"].detail
-    agent = next(iter(doctor_settings.agents))
-    assert f"nobody polls task queue agent-{agent}" in checks[f"agent {agent}"].detail
+    assert "nobody polls task queue agent-hygiene" in checks["agent hygiene"].detail
 
 
 async def test_doctor_fails_search_attributes_on_a_namespace_without_them(
-    client: Client, doctor_settings: Settings
+    client: Client, worker_settings: Settings
 ) -> None:
-    namespace = f"doctor-{uuid.uuid4().hex[:8]}"
-    await client.workflow_service.register_namespace(
-        RegisterNamespaceRequest(namespace=namespace, workflow_execution_retention_period=DAY)
-    )
-    temporal = doctor_settings.temporal.model_copy(update={"namespace": namespace})
-    checks = by_name(await run_checks(doctor_settings.model_copy(update={"temporal": temporal})))
+    bare = await own_namespace(client, worker_settings, attributes=False)
+    checks = by_name(await run_checks(bare))
     assert checks["temporal"].status is Status.OK
     attributes = checks["search attributes"]
     assert attributes.status is Status.FAIL
@@ -122,11 +133,11 @@ async def test_doctor_fails_search_attributes_on_a_namespace_without_them(
 
 
 async def test_doctor_fails_roles_when_connected_as_a_superuser(
-    db_url: str, doctor_settings: Settings
+    db_url: str, worker_settings: Settings
 ) -> None:
     if not is_postgres(db_url):
         pytest.skip("SQLite has no roles")
-    as_owner = doctor_settings.model_copy(update={"database_url": db_url})
+    as_owner = worker_settings.model_copy(update={"database_url": db_url})
     roles = by_name(await run_checks(as_owner))["roles"]
     assert roles.status is Status.FAIL
     assert "postgres can INSERT prospects" in roles.detail
