@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -153,6 +154,14 @@ async def _run_stack(
         services = _services(client, sessions, settings, options, api)
         if options.scenario is not None:
             console.print("simulated agents: prospector, hygiene, researcher, outreach")
+            # this stack expects their records per run; a command run elsewhere does not
+            expected = json.dumps(settings.agents, separators=(",", ":"))
+            console.print(
+                f"commands in another terminal (orchestrator health, report) judge them as "
+                f"this stack does with: export ORCH_AGENTS='{expected}'",
+                soft_wrap=True,
+                markup=False,
+            )
         await run_stopping_in_order(services, stop, SERVICES_STOP_WITHIN)
     finally:
         # connections still out belong to cancelled work: closing them must not hold us up

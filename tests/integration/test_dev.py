@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,41 +50,40 @@ async def wait_for(url: str, within: float = 60.0, key: str | None = None) -> ht
             await asyncio.sleep(0.5)
 
 
-@pytest.fixture
-async def dev_stack(tmp_path: Path) -> AsyncIterator[DevStack]:
+def start_dev(tmp_path: Path, *args: str) -> DevStack:
+    """``orchestrator dev`` with these extra arguments on free ports, with no ``ORCH_*``
+    setting from this environment, its output in ``tmp_path/dev.log``."""
     ports = {name: free_port() for name in ("temporal", "ui", "api")}
     state_dir = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    process = subprocess.Popen(
-        [
-            str(ORCHESTRATOR),
-            "dev",
-            "--state-dir",
-            str(state_dir),
-            "--temporal-port",
-            str(ports["temporal"]),
-            "--ui-port",
-            str(ports["ui"]),
-            "--api-port",
-            str(ports["api"]),
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    stack = DevStack(
+    command = [str(ORCHESTRATOR), "dev", "--state-dir", str(state_dir)]
+    for name in ("temporal", "ui", "api"):
+        command += [f"--{name}-port", str(ports[name])]
+    with (tmp_path / "dev.log").open("wb") as log:
+        process = subprocess.Popen(
+            [*command, *args], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        )
+    return DevStack(
         process,
         state_dir,
         api=f"http://127.0.0.1:{ports['api']}",
         ui=f"http://127.0.0.1:{ports['ui']}",
         temporal=f"127.0.0.1:{ports['temporal']}",
     )
+
+
+def stop_dev(stack: DevStack) -> None:
+    if stack.process.poll() is None:
+        stack.process.kill()
+        stack.process.wait()
+        subprocess.run(["pkill", "-f", str(stack.state_dir)], check=False)
+
+
+@pytest.fixture
+async def dev_stack(tmp_path: Path) -> AsyncIterator[DevStack]:
+    stack = start_dev(tmp_path)
     yield stack
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-        subprocess.run(["pkill", "-f", str(state_dir)], check=False)
+    stop_dev(stack)
 
 
 async def cycles_completed(address: str) -> int:
@@ -128,9 +129,61 @@ async def test_dev_runs_the_whole_stack_and_stops_cleanly(dev_stack: DevStack) -
     }
 
     dev_stack.process.send_signal(signal.SIGINT)
-    output, _ = dev_stack.process.communicate(timeout=30)
+    dev_stack.process.wait(timeout=30)
+    output = (dev_stack.state_dir.parent / "dev.log").read_bytes()
     assert dev_stack.process.returncode == 0, output.decode(errors="replace")
     assert b"Temporal Web UI" in output
     assert key.encode() in output  # printed once, when it was made
     leftover = subprocess.run(["pgrep", "-f", str(dev_stack.state_dir)], capture_output=True)
     assert leftover.stdout == b"", "a process of the dev stack outlived Ctrl-C"
+
+
+async def printed(log: Path, pattern: str, within: float = 60.0) -> re.Match[str]:
+    """The first match of ``pattern`` in the dev stack's output, once it is there."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not (found := re.search(pattern, await asyncio.to_thread(log.read_text))):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{pattern!r} not printed within {within} s")
+        await asyncio.sleep(0.5)
+    return found
+
+
+def cli_health(stack: DevStack, **env: str) -> dict[str, str]:
+    """``orchestrator health --json`` from another terminal in the stack's directory."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    clean["ORCH_STATE_DIR"] = str(stack.state_dir)
+    done = subprocess.run(
+        [str(ORCHESTRATOR), "health", "--json"],
+        env={**clean, **env},
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    return {a["agent_name"]: a["status"] for a in json.loads(done.stdout)["agents"]}
+
+
+async def test_a_command_in_another_terminal_judges_simulated_agents_as_the_stack_does(
+    tmp_path: Path,
+) -> None:
+    """The simulated agents process one prospect a run, which this stack expects and a
+    command started elsewhere does not, unless told with the line ``dev`` prints."""
+    stack = start_dev(tmp_path, "--simulate", "--speed", "10")
+    try:
+        found = await printed(tmp_path / "dev.log", r"export ORCH_AGENTS='([^']+)'")
+        expected = found.group(1)
+        simulated = {"prospector": 5, "hygiene": 1, "researcher": 1, "outreach": 1}
+        assert json.loads(expected) == simulated
+        key = (stack.state_dir / "dev-api-key").read_text().strip()
+        health_url = f"{stack.api}/api/v1/orchestrator/health"
+        for _ in range(120):  # until hygiene has run and both read the same runs
+            agents = (await wait_for(health_url, key=key)).json()["agents"]
+            api = {a["agent_name"]: a["status"] for a in agents}
+            told = cli_health(stack, ORCH_AGENTS=expected)
+            if api["hygiene"] == "healthy" and told == api:
+                break
+            await asyncio.sleep(0.5)
+        assert api["hygiene"] == "healthy"
+        assert told == api
+        assert cli_health(stack)["hygiene"] == "failing"  # 1 record a run against 20
+    finally:
+        stop_dev(stack)
