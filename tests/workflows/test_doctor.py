@@ -90,9 +90,8 @@ async def test_doctor_passes_every_check_on_a_running_stack(
         await asyncio.wait_for(running, 30)
     assert [c for c in checks if c.status is not Status.OK] == []
     names = [c.name for c in checks]
-    assert names[:7] == [
-        "database", "roles", "temporal", "search attributes", "schedules", "feed", "worker"
-    ]  # fmt: skip
+    ground = ["database", "roles", "temporal", "search attributes", "schedules", "feed"]
+    assert names[:7] == [*ground, "worker"]
     assert "prospector" in worker_settings.agents  # and receives no handoffs: not checked
     assert names[7:] == [f"agent {name}" for name in handed_to(worker_settings)]
     assert names[7:] == ["agent hygiene", "agent researcher", "agent outreach"]
