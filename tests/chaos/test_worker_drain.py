@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,20 +27,13 @@ from db.models import Handoff
 from pipeline.contract import AgentTask
 from tests.helpers.agents import FakeAgent
 from tests.helpers.api import free_port, served
-from tests.helpers.devserver import own_server_client
+from tests.helpers.devserver import own_server  # noqa: F401 (this module's ``client``)
 from tests.helpers.factories import add, count, prospect
 from tests.helpers.handoffs import wait_until
 from tests.helpers.outage import open_work, start_sweep, start_worker, stop_worker, worker_env
 
 BATCH = 20
 GRACEFUL = "PT30S"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    """This module's own dev server (``tests/helpers/devserver.py`` says why)."""
-    async for own in own_server_client():
-        yield own
 
 
 class HeldAgent:

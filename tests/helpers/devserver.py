@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
@@ -24,8 +25,9 @@ async def start_dev_server() -> WorkflowEnvironment:
     )
 
 
-async def own_server_client() -> AsyncIterator[Client]:
-    """A client of a dev server of the test's own, for a module to use as its ``client``
+@pytest.fixture(name="client")
+async def own_server() -> AsyncIterator[Client]:
+    """A dev server of the test's own as its ``client``, for a module that imports this
     fixture: pinned handoffs and a Worker Deployment, or workflows a stopped worker left
     open, must not outlive the test on the shared server (their ids are ``handoff-<pid>``)."""
     env = await start_dev_server()

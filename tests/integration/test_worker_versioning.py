@@ -7,7 +7,6 @@ ones run on v2, no workflow task fails, and the ledger has each handoff once, fi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import pytest
@@ -23,7 +22,7 @@ from db.models import Handoff, Prospect
 from orchestrator.settings import DeploymentSettings, Settings
 from pipeline.handoffs import handoff_workflow_id
 from tests.helpers.agents import FakeAgent
-from tests.helpers.devserver import own_server_client
+from tests.helpers.devserver import own_server  # noqa: F401 (this module's ``client``)
 from tests.helpers.factories import add, prospect
 from tests.helpers.handoffs import sweep, wait_until
 from tests.helpers.incompatible_handoff import V2_WORKFLOWS, IncompatibleHandoffWorkflow
@@ -38,13 +37,6 @@ from workflows.deployment import (
 OPEN_ON_V1 = 200
 NEW_ON_V2 = 20
 V2_IDS = range(10_001, 10_001 + NEW_ON_V2)
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    """This module's own dev server (``tests/helpers/devserver.py`` says why)."""
-    async for own in own_server_client():
-        yield own
 
 
 def versioned(settings: Settings, build_id: str) -> Settings:
