@@ -14,9 +14,6 @@ import asyncio
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,7 +24,7 @@ import httpx
 import pytest
 
 from api.auth import hash_key
-from tests.helpers.api import free_port
+from tests.helpers.dev import start_dev, stop_dev
 
 try:
     from playwright.async_api import Dialog, Locator, Page, async_playwright, expect
@@ -37,7 +34,6 @@ except ImportError:  # reported by browser_or_skip
 T = TypeVar("T")
 
 CHROMIUM = Path("/usr/bin/chromium")
-ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
 SCREENSHOT = Path(__file__).parents[1] / "artifacts" / "dashboard.png"
 # the network is closed: without these Chromium waits on updates, sync and GPU probes
 CHROMIUM_ARGS = [
@@ -114,42 +110,14 @@ async def simulated_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
 async def dev_stack(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> AsyncIterator[Stack]:
-    """The dev stack with these extra arguments and ``ORCH_*`` settings (no others)."""
-    ports = {name: free_port() for name in ("temporal", "ui", "api")}
-    state_dir = tmp_path / "state"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    output = tmp_path / "dev.log"
-    process = subprocess.Popen(
-        [
-            str(ORCHESTRATOR),
-            "dev",
-            "--simulate",
-            "--speed",
-            "5",
-            "--state-dir",
-            str(state_dir),
-            "--temporal-port",
-            str(ports["temporal"]),
-            "--ui-port",
-            str(ports["ui"]),
-            "--api-port",
-            str(ports["api"]),
-            *args,
-        ],
-        env={**clean, **(env or {})},
-        cwd=tmp_path,
-        stdout=output.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    api = f"http://127.0.0.1:{ports['api']}"
+    """The simulated dev stack with these extra arguments and ``ORCH_*`` settings."""
+    dev = start_dev(tmp_path, "--simulate", "--speed", "5", *args, env=env)
     try:
-        key_file = state_dir / "dev-api-key"
-        await poll(_answers(f"{api}/healthz"), "the API did not answer")
-        key = key_file.read_text().strip()
-        yield Stack(api, f"http://127.0.0.1:{ports['ui']}", key, output)
+        await poll(_answers(f"{dev.api}/healthz"), "the API did not answer")
+        key = (dev.state_dir / "dev-api-key").read_text().strip()
+        yield Stack(dev.api, dev.ui, key, dev.log)
     finally:
-        _stop(process)
+        stop_dev(dev)
 
 
 def _answers(url: str) -> Callable[[], Awaitable[bool]]:
@@ -158,16 +126,6 @@ def _answers(url: str) -> Callable[[], Awaitable[bool]]:
             return (await http.get(url)).status_code == 200
 
     return check
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 async def handoffs_completed(stack: Stack) -> int:

@@ -8,9 +8,7 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,19 +17,8 @@ import pytest
 from temporalio.client import Client
 
 from db.engine import create_engine, create_sessionmaker
-from tests.helpers.api import free_port
+from tests.helpers.dev import ORCHESTRATOR, DevStack, start_dev, stop_dev
 from tests.helpers.factories import add, run
-
-ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
-
-
-@dataclass
-class DevStack:
-    process: subprocess.Popen[bytes]
-    state_dir: Path
-    api: str
-    ui: str
-    temporal: str
 
 
 async def wait_for(url: str, within: float = 60.0, key: str | None = None) -> httpx.Response:
@@ -48,35 +35,6 @@ async def wait_for(url: str, within: float = 60.0, key: str | None = None) -> ht
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"{url} did not answer 200 within {within} s")
             await asyncio.sleep(0.5)
-
-
-def start_dev(tmp_path: Path, *args: str) -> DevStack:
-    """``orchestrator dev`` with these extra arguments on free ports, with no ``ORCH_*``
-    setting from this environment, its output in ``tmp_path/dev.log``."""
-    ports = {name: free_port() for name in ("temporal", "ui", "api")}
-    state_dir = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    command = [str(ORCHESTRATOR), "dev", "--state-dir", str(state_dir)]
-    for name in ("temporal", "ui", "api"):
-        command += [f"--{name}-port", str(ports[name])]
-    with (tmp_path / "dev.log").open("wb") as log:
-        process = subprocess.Popen(
-            [*command, *args], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
-        )
-    return DevStack(
-        process,
-        state_dir,
-        api=f"http://127.0.0.1:{ports['api']}",
-        ui=f"http://127.0.0.1:{ports['ui']}",
-        temporal=f"127.0.0.1:{ports['temporal']}",
-    )
-
-
-def stop_dev(stack: DevStack) -> None:
-    if stack.process.poll() is None:
-        stack.process.kill()
-        stack.process.wait()
-        subprocess.run(["pkill", "-f", str(stack.state_dir)], check=False)
 
 
 @pytest.fixture
@@ -130,7 +88,7 @@ async def test_dev_runs_the_whole_stack_and_stops_cleanly(dev_stack: DevStack) -
 
     dev_stack.process.send_signal(signal.SIGINT)
     dev_stack.process.wait(timeout=30)
-    output = (dev_stack.state_dir.parent / "dev.log").read_bytes()
+    output = dev_stack.log.read_bytes()
     assert dev_stack.process.returncode == 0, output.decode(errors="replace")
     assert b"Temporal Web UI" in output
     assert key.encode() in output  # printed once, when it was made
@@ -169,7 +127,7 @@ async def test_a_command_in_another_terminal_judges_simulated_agents_as_the_stac
     command started elsewhere does not, unless told with the line ``dev`` prints."""
     stack = start_dev(tmp_path, "--simulate", "--speed", "10")
     try:
-        found = await printed(tmp_path / "dev.log", r"export ORCH_AGENTS='([^']+)'")
+        found = await printed(stack.log, r"export ORCH_AGENTS='([^']+)'")
         expected = found.group(1)
         simulated = {"prospector": 5, "hygiene": 1, "researcher": 1, "outreach": 1}
         assert json.loads(expected) == simulated
